@@ -1,0 +1,68 @@
+"""Backbones: any timm CNN with ``features_only``, picked by the strides the pyramid needs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+
+
+class TimmBackbone(nn.Module):
+    """Wraps ``timm.create_model(features_only=True)`` and returns levels ``min_level..top_level``.
+
+    Level ``l`` is the feature map of stride ``2**l``. ``top_level`` is the deepest level the
+    backbone itself provides (5 for the usual 5-stage CNNs).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        min_level: int = 2,
+        pretrained: bool = False,
+        weights_path: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = _create_timm_features(name, pretrained=pretrained, weights_path=weights_path)
+        reductions = self.model.feature_info.reduction()
+        channels = self.model.feature_info.channels()
+        by_level = {int(r).bit_length() - 1: i for i, r in enumerate(reductions)}
+        self.top_level = max(by_level)
+        levels = list(range(min_level, self.top_level + 1))
+        missing = [lvl for lvl in levels if lvl not in by_level]
+        if missing:
+            raise ConfigError(
+                f"backbone '{name}' has feature strides {reductions}, so it cannot give levels "
+                f"{missing} (stride 2**level); raise model.min_level or pick another backbone"
+            )
+        self.levels = levels
+        self.indices = [by_level[lvl] for lvl in levels]
+        self.channels = [channels[i] for i in self.indices]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = self.model(x)
+        return [features[i] for i in self.indices]
+
+
+def _create_timm_features(name: str, *, pretrained: bool, weights_path: str | Path | None) -> nn.Module:
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:8]}*")[:8]
+        raise ConfigError(f"unknown timm backbone '{name}'; similar names: {close or 'none'}")
+    kwargs: dict = {"features_only": True, "pretrained": pretrained or weights_path is not None}
+    if weights_path is not None:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise CheckpointError(f"backbone weights file '{path}' does not exist")
+        # timm's own loader drops the classifier and adapts the stem, as for hub weights.
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+    try:
+        return timm.create_model(name, **kwargs)
+    except RuntimeError as exc:
+        if weights_path is not None:
+            raise CheckpointError(f"backbone weights '{weights_path}' do not fit '{name}': {exc}") from exc
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"timm backbone '{name}' does not support features_only: {exc}") from exc

@@ -1,0 +1,42 @@
+"""Segmentation head: fuse every pyramid level at the finest one, refine, classify."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bifpn import SeparableConvBN, WeightedFusion, activation
+
+
+class SegmentationHead(nn.Module):
+    """Bilinear-resample each level to the finest, fuse with normalized weights, then
+    ``num_layers`` x (separable conv + BN + act) and a 1x1 classifier at the finest stride."""
+
+    def __init__(
+        self,
+        num_levels: int,
+        in_channels: int,
+        width: int,
+        num_classes: int,
+        *,
+        num_layers: int = 2,
+        act: str = "swish",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.fuse = WeightedFusion(num_levels, "fast")
+        layers: list[nn.Module] = []
+        for i in range(num_layers):
+            layers += [SeparableConvBN(in_channels if i == 0 else width, width), activation(act)]
+        self.refine = nn.Sequential(*layers)
+        out_channels = width if num_layers > 0 else in_channels
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Conv2d(out_channels, num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        resized = [feats[0]] + [
+            F.interpolate(f, scale_factor=float(2**i), mode="bilinear", align_corners=False)
+            for i, f in enumerate(feats[1:], start=1)
+        ]
+        x = self.refine(self.fuse(resized))
+        return self.classifier(self.dropout(x))
