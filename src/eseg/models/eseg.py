@@ -181,7 +181,7 @@ def read_model_config(path: Path) -> ESegConfig:
         raise CheckpointError(f"'{path}' has format_version {data['format_version']}; upgrade eseg to read it")
     try:
         return ESegConfig.from_dict(data["model"], source=str(path))
-    except TypeError as exc:
+    except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"'{path}': bad model config: {exc}") from exc
 
 

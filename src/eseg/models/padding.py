@@ -21,7 +21,9 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = 0.0) -> torch
     height, width = x.shape[-2], x.shape[-1]
     pad_h = (multiple - height % multiple) % multiple
     pad_w = (multiple - width % multiple) % multiple
-    if pad_h == 0 and pad_w == 0:
+    # While tracing (ONNX export) the pad must stay in the graph: its amount depends on the input
+    # shape, and a dynamic-size graph traced at a multiple would otherwise never pad.
+    if pad_h == 0 and pad_w == 0 and not torch.jit.is_tracing():
         return x
     return F.pad(x, (0, pad_w, 0, pad_h), value=value)
 

@@ -1,0 +1,213 @@
+"""The ESeg family: every variant, any input size, gradients, no dilation, save/load, GMACs."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import eseg
+from eseg.errors import CheckpointError, ConfigError
+from eseg.flops import count_macs
+from eseg.models.bifpn import WeightedFusion
+from eseg.models.padding import pad_to_size, padded_size
+
+from .conftest import TINY, tiny_model
+
+
+@pytest.mark.parametrize("name", eseg.list_models())
+def test_every_variant_runs_at_a_small_size(name):
+    config = eseg.get_config(name)
+    model = eseg.create_model(name, num_classes=7).eval()
+    assert [lvl for lvl in model.levels] == list(range(config.min_level, config.max_level + 1))
+    assert len(model.pyramid.layers) == config.fpn_repeats
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 70, 150))
+    assert out.shape == (1, 7, 70, 150)
+    assert torch.isfinite(out).all()
+
+
+def test_registry_covers_the_six_variants_and_rejects_unknown_names():
+    assert eseg.list_models() == sorted(
+        ["eseg_s", "eseg_m", "eseg_l", "eseg_lite_s", "eseg_lite_m", "eseg_lite_l"]
+    )
+    assert eseg.list_models("eseg_lite_*") == ["eseg_lite_l", "eseg_lite_m", "eseg_lite_s"]
+    with pytest.raises(ConfigError, match="eseg_lite_s"):
+        eseg.create_model("eseg_lite_z")
+    with pytest.raises(ConfigError, match="fpn_widht"):
+        eseg.create_model("eseg_lite_s", fpn_widht=3)
+    with pytest.raises(TypeError):
+        eseg.create_model("eseg_lite_s", 19)  # builders are keyword-only
+
+
+@pytest.mark.parametrize("size", [(97, 203), (1080, 1920), (1024, 2048), (512, 1024)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_output_size_equals_input_size(size, batch):
+    model = tiny_model(num_classes=5).eval()
+    with torch.no_grad():
+        out = model(torch.randn(batch, 3, *size))
+    assert out.shape == (batch, 5, *size)
+
+
+def test_levels_reach_p9_and_every_level_halves():
+    model = tiny_model().eval()
+    seen = {}
+    model.pyramid.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 97, 203))
+    shapes = [tuple(f.shape[-2:]) for f in seen["out"]]
+    assert len(shapes) == 8  # P2..P9
+    assert shapes[0] == (128, 128) and shapes[-1] == (1, 1)  # 512x512 canvas: strides 4..512
+
+
+def test_gradients_reach_p9_and_every_fusion_weight():
+    model = tiny_model().train()
+    captured = {}
+
+    def keep_p9(module, inputs, outputs):
+        outputs[-1].retain_grad()
+        captured["p9"] = outputs[-1]
+
+    model.pyramid.extra.register_forward_hook(keep_p9)
+    target = torch.randint(0, 4, (2, 96, 160))
+    loss = nn.functional.cross_entropy(model(torch.randn(2, 3, 96, 160)), target)
+    loss.backward()
+    assert captured["p9"].shape[-2:] == (1, 1)
+    assert captured["p9"].grad is not None and captured["p9"].grad.abs().sum() > 0
+    fusions = [m for m in model.modules() if isinstance(m, WeightedFusion) and m.weight is not None]
+    assert len(fusions) > 10
+    for fusion in fusions:
+        assert fusion.weight.grad is not None and (fusion.weight.grad != 0).all()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad
+
+
+@pytest.mark.parametrize("name", eseg.list_models())
+def test_no_dilation_anywhere(name):
+    with torch.device("meta"):
+        model = eseg.create_model(name)
+    checked = 0
+    for module_name, module in model.named_modules():
+        dilation = getattr(module, "dilation", None)
+        if dilation is None:
+            continue
+        values = dilation if isinstance(dilation, (tuple, list)) else (dilation,)
+        assert all(d == 1 for d in values), f"{name}: {module_name} has dilation {dilation}"
+        checked += 1
+    assert checked > 50
+
+
+def test_fast_fusion_formula():
+    fusion = WeightedFusion(3, "fast")
+    with torch.no_grad():
+        fusion.weight.copy_(torch.tensor([2.0, -1.0, 1.0]))
+    xs = [torch.full((1, 1, 2, 2), v) for v in (1.0, 5.0, 4.0)]
+    expected = (2.0 * 1.0 + 0.0 * 5.0 + 1.0 * 4.0) / (3.0 + 1e-4)
+    assert torch.allclose(fusion(xs), torch.full((1, 1, 2, 2), expected))
+
+
+def test_save_load_round_trip_is_bit_identical(tmp_path):
+    model = tiny_model(num_classes=3, class_names=["a", "b", "c"]).train()
+    with torch.no_grad():  # move BN running stats away from their init
+        model(torch.randn(2, 3, 64, 64))
+    model.eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = eseg.load_model(tmp_path / "m")
+    assert loaded.config == model.config
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    x = torch.randn(1, 3, 97, 203)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_corrupt_or_mismatched_saves_name_the_file(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    config = tmp_path / "m" / "config.json"
+
+    data = json.loads(config.read_text())
+    data["model"]["fpn_width"] = 24
+    config.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="model.safetensors.*does not match"):
+        eseg.load_model(tmp_path / "m")
+
+    data["model"]["fpn_width"] = 16
+    data["model"]["fpn_wdth"] = 16
+    config.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="fpn_wdth"):
+        eseg.load_model(tmp_path / "m")
+
+    config.write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json"):
+        eseg.load_model(tmp_path / "m")
+
+    model.save_pretrained(tmp_path / "m")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        eseg.load_model(tmp_path / "m")
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        eseg.load_model(tmp_path / "nowhere")
+
+
+def test_gmacs_match_fvcore_within_one_percent():
+    fvcore = pytest.importorskip("fvcore.nn")
+    model = eseg.create_model("eseg_lite_s", num_classes=19).eval()
+    size = (512, 1024)
+    ours = count_macs(model, size)
+    analysis = fvcore.FlopCountAnalysis(model, torch.randn(1, 3, *size))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_op = analysis.by_operator()
+    # fvcore also prices norms and resizes; torch.utils.flop_counter counts convs/matmuls only.
+    theirs = sum(by_op.get(op, 0) for op in ("conv", "linear", "matmul", "addmm", "bmm", "einsum"))
+    assert by_op["conv"] > 0.9 * sum(by_op.values())
+    assert abs(ours - theirs) / theirs < 0.01, (ours, theirs)
+    assert 3e9 < ours < 8e9
+
+
+def test_batch_padding_equals_single_image_padding():
+    model = tiny_model().eval()
+    small = torch.randn(1, 3, 97, 203)
+    large = torch.randn(1, 3, 400, 500)
+    canvas = padded_size(400, 500, model.pad_multiple)
+    assert canvas == padded_size(97, 203, model.pad_multiple) == (512, 512)
+    batch = torch.cat([pad_to_size(small, canvas), pad_to_size(large, canvas)])
+    with torch.no_grad():
+        alone = model(small)
+        together = model(batch)[:1, :, :97, :203]
+    assert torch.allclose(alone, together, atol=1e-5, rtol=0)
+
+
+def test_local_backbone_weights_are_loaded(tmp_path):
+    import safetensors.torch
+    import timm
+
+    source = timm.create_model("test_efficientnet", num_classes=10)
+    safetensors.torch.save_file(source.state_dict(), str(tmp_path / "backbone.safetensors"))
+    model = tiny_model()
+    loaded = tiny_model(backbone_weights=tmp_path / "backbone.safetensors")
+    stem = "conv_stem.weight"
+    assert torch.equal(loaded.backbone.model.state_dict()[stem], source.state_dict()[stem])
+    assert not torch.equal(model.backbone.model.state_dict()[stem], source.state_dict()[stem])
+    with pytest.raises(CheckpointError, match="missing.pth"):
+        eseg.create_model("eseg_lite_s", backbone_weights=tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv3_small_050", "efficientnetv2_rw_t"])
+def test_other_timm_backbones(backbone):
+    model = eseg.create_model("eseg_lite_s", num_classes=3, backbone=backbone, fpn_width=16,
+                              fpn_repeats=1, head_width=16).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 65, 90)).shape == (1, 3, 65, 90)
+
+
+def test_models_command_prints_the_table(capsys):
+    from eseg.cli import main
+
+    assert main(["models", "eseg_lite_s", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["model"] == "eseg_lite_s" and rows[0]["levels"] == "P2-P9"
+    model = eseg.create_model("eseg_lite_s")
+    assert rows[0]["gmacs_eval"] == round(count_macs(model, (512, 1024)) / 1e9, 2)
