@@ -211,3 +211,13 @@ def test_models_command_prints_the_table(capsys):
     assert rows[0]["model"] == "eseg_lite_s" and rows[0]["levels"] == "P2-P9"
     model = eseg.create_model("eseg_lite_s")
     assert rows[0]["gmacs_eval"] == round(count_macs(model, (512, 1024)) / 1e9, 2)
+
+
+def test_readme_model_table_is_the_models_command_output():
+    from pathlib import Path
+
+    from eseg.models.summary import TABLE_END, TABLE_START, markdown_table, variant_rows
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+    assert markdown_table(variant_rows()) in section, "README table is stale: run `eseg models --update README.md`"

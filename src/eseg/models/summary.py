@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
+from .. import fileio
+from ..errors import ConfigError
 from ..flops import count_macs, count_params
 from .eseg import ESeg
 from .registry import get_config, list_models
@@ -49,18 +52,40 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+TABLE_START = "<!-- eseg-models-table:start -->"
+TABLE_END = "<!-- eseg-models-table:end -->"
+FOOTNOTE = (
+    "Variant configurations are eseg's own design (the paper publishes none). GMACs are counted with "
+    "torch.utils.flop_counter for 19 classes; inputs are padded to a multiple of 2**max_level."
+)
+
+
+def update_document(path: Path, table: str) -> None:
+    """Replace the text between the table markers in ``path`` with ``table``."""
+    text = path.read_text(encoding="utf-8")
+    if TABLE_START not in text or TABLE_END not in text:
+        raise ConfigError(f"'{path}' has no '{TABLE_START}' ... '{TABLE_END}' markers to put the table between")
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    fileio.write_text(path, f"{head}{TABLE_START}\n{table}\n\n{FOOTNOTE}\n{TABLE_END}{tail}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'eseg_lite_*'")
     parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
     parser.add_argument("--num-classes", type=int, default=19)
+    parser.add_argument("--update", type=Path, metavar="FILE",
+                        help="also write the markdown table between the table markers in FILE (e.g. README.md)")
 
 
 def run(args: argparse.Namespace) -> int:
     rows = variant_rows(list_models(args.pattern), num_classes=args.num_classes)
+    table = markdown_table(rows)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     else:
-        print(markdown_table(rows))
-        print("\nVariant configurations are eseg's own design (the paper publishes none). "
-              "GMACs counted with torch.utils.flop_counter; the model pads inputs to a multiple of 2**max_level.")
+        print(f"{table}\n\n{FOOTNOTE}")
+    if args.update:
+        update_document(args.update, table)
+        print(f"updated the model table in {args.update}")
     return 0
