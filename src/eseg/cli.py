@@ -13,6 +13,12 @@ from .errors import ESegError
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("eseg.models.summary", "list the registered ESeg variants with params and GMACs"),
+    "train": ("eseg.engine.train", "train a model from a YAML config"),
+    "val": ("eseg.engine.evaluate", "evaluate a model on a dataset: per-class IoU table, results JSON and charts"),
+    "predict": ("eseg.inference", "segment images, folders, globs or videos into masks, color masks and overlays"),
+    "data": ("eseg.data.commands", "dataset tools: synth (write the embedded synthetic dataset to disk)"),
+    "export": ("eseg.export", "export a model to ONNX (dynamic or fixed size, fp16, int8) and check parity with PyTorch"),
+    "benchmark": ("eseg.benchmark", "time ESeg variants against torchvision and smp peers side by side"),
 }
 
 

@@ -69,9 +69,14 @@ class SegEvaluator:
             raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
         self.confusion += confusion_matrix(pred.cpu(), target.cpu(), self.num_classes, self.ignore_index)
 
-    def evaluate(self) -> dict:
+    def evaluate(self, all_reduce: bool | None = None) -> dict:
+        """Metrics of everything processed so far. ``all_reduce`` (default: whenever a process
+        group is initialized) sums the matrix over DDP ranks; pass False when one rank evaluated
+        alone, or it would wait for the others forever."""
         cm = self.confusion.clone()
-        if dist.is_available() and dist.is_initialized():
+        if all_reduce is None:
+            all_reduce = dist.is_available() and dist.is_initialized()
+        if all_reduce:
             device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else cm.device
             cm = cm.to(device)
             dist.all_reduce(cm)

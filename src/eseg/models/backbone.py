@@ -47,11 +47,11 @@ class TimmBackbone(nn.Module):
         return [features[i] for i in self.indices]
 
 
-def _create_timm_features(name: str, *, pretrained: bool, weights_path: str | Path | None) -> nn.Module:
+def _create_timm_features(name: str, *, pretrained: bool, weights_path: str | Path | None, **timm_kwargs) -> nn.Module:
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0][:8]}*")[:8]
         raise ConfigError(f"unknown timm backbone '{name}'; similar names: {close or 'none'}")
-    kwargs: dict = {"features_only": True, "pretrained": pretrained or weights_path is not None}
+    kwargs: dict = {"features_only": True, "pretrained": pretrained or weights_path is not None, **timm_kwargs}
     if weights_path is not None:
         path = Path(weights_path)
         if not path.is_file():

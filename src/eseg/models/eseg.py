@@ -17,6 +17,7 @@ from .. import fileio
 from ..errors import CheckpointError, ConfigError
 from .backbone import TimmBackbone
 from .bifpn import FeaturePyramid
+from .deeplab import DEEPLAB_KIND, build_deeplabv3plus
 from .head import SegmentationHead
 from .padding import pad_to_multiple
 
@@ -35,7 +36,7 @@ class ESegConfig:
     max_level: int = 9
     fpn_width: int = 64
     fpn_repeats: int = 3
-    fpn_kind: str = "bifpn"  # "bifpn" or "fpn" (plain top-down, for ablations)
+    fpn_kind: str = "bifpn"  # "bifpn", "fpn" (plain top-down) or "deeplabv3plus" (atrous baseline), for ablations
     fusion: str = "fast"  # "fast" normalized, "attn" softmax, or "sum"
     act: str = "swish"
     head_width: int = 64
@@ -98,6 +99,12 @@ class ESeg(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
+        if config.fpn_kind == DEEPLAB_KIND:  # the atrous baseline of `eseg reproduce`; max_level = log2(OS)
+            self.levels = [config.min_level, config.max_level]
+            self.backbone, self.pyramid, self.head = build_deeplabv3plus(
+                config, pretrained=pretrained_backbone, weights_path=backbone_weights
+            )
+            return
         self.backbone = TimmBackbone(
             config.backbone, min_level=config.min_level, pretrained=pretrained_backbone, weights_path=backbone_weights
         )

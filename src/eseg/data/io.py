@@ -1,0 +1,92 @@
+"""Reading images and label masks from disk, with every failure turned into a ``DataError``.
+
+``read_image`` always returns uint8 RGB (H, W, 3): EXIF orientation is applied, grayscale is
+replicated, alpha is composited onto black, 16-bit images are scaled down to 8 bits and palette
+images are expanded. ``read_mask`` returns the raw label values as int64 (H, W) and refuses colour
+masks, whose RGB triplets are not label ids.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+
+# PIL modes that hold one label value per pixel (P: palette index; I;16*: 16-bit; I: 32-bit).
+_LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "1")
+
+
+def _open_fully(path: Path) -> Image.Image:
+    """Open and decode the whole file now, so a truncated file fails here with its name."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc}); the file is corrupt or truncated") from exc
+    return img
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale a 16/32-bit or float array to uint8 using the range its dtype implies."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        # float images (mode 'F') are taken as 0..1 when they fit, else as 0..255
+        scale = 255.0 if array.max(initial=0.0) <= 1.0 else 1.0
+        return np.clip(array * scale, 0, 255).round().astype(np.uint8)
+    # integer images: 16-bit data (PIL keeps it in int32 'I' mode) spans 0..65535
+    peak = 65535.0 if array.max(initial=0) > 255 or array.dtype == np.uint16 else 255.0
+    return np.clip(array.astype(np.float64) * (255.0 / peak), 0, 255).round().astype(np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3) whatever its mode, honouring EXIF orientation."""
+    path = Path(path)
+    img = _open_fully(path)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception as exc:  # a broken EXIF block must not hide the pixels; report it clearly
+        raise DataError(f"{path}: unreadable EXIF orientation ({exc})") from exc
+    mode = img.mode
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3:4] / 255.0
+        return (rgba[..., :3] * alpha).round().astype(np.uint8)  # composite onto black
+    if mode in ("RGB",):
+        return np.array(img, dtype=np.uint8)  # a writable copy (asarray of a PIL image is read-only)
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return np.array(img.convert("RGB"), dtype=np.uint8)
+    # single channel: L, 1, I, I;16*, F
+    gray = _to_uint8(np.asarray(img))
+    if gray.ndim == 3:  # e.g. 16-bit RGB read by PIL as multi-channel
+        return np.array(gray[..., :3])
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a single-channel label image as int64 (H, W) raw label values.
+
+    P-mode PNGs give their palette indices (the usual way to store labels with colours), L and
+    16/32-bit modes give their values. RGB(A) masks are refused: convert them to label ids first.
+    """
+    path = Path(path)
+    img = _open_fully(path)
+    if img.mode not in _LABEL_MODES:
+        raise DataError(
+            f"{path}: mask has mode {img.mode!r} ({len(img.getbands())} channels); masks must be "
+            "single-channel label images (mode L, P or 16-bit) whose pixel values are class ids, "
+            "not colour-coded RGB. Convert colours to ids first."
+        )
+    return np.asarray(img).astype(np.int64)

@@ -1,0 +1,126 @@
+"""Joint image/mask augmentation on torchvision.transforms.v2.
+
+Both builders return a callable ``(image, mask) -> (image_tensor, mask_tensor)`` taking a uint8
+(H, W, 3) numpy image and an integer (H, W) numpy mask, and giving a float32 (3, H, W) normalized
+image and an int64 (H, W) mask. The image and mask travel together as ``tv_tensors.Image`` and
+``tv_tensors.Mask`` so every geometric step applies the same parameters to both; photometric steps
+and normalization touch the image only. Randomness comes from torch's global generator, so seeding
+torch (and each DataLoader worker) makes the augmentation reproducible.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+from ..errors import ConfigError
+
+
+class RandomScale(v2.Transform):
+    """Resize by a factor drawn uniformly from ``scale_range`` (relative to the input size).
+
+    The image is resized bilinearly with antialiasing, the mask with pixel-centre nearest
+    neighbour (NEAREST_EXACT), which samples the same positions as the bilinear image resize.
+    """
+
+    def __init__(self, scale_range: Sequence[float]):
+        super().__init__()
+        low, high = (float(s) for s in scale_range)
+        if not 0 < low <= high:
+            raise ConfigError(f"scale_range must be 0 < low <= high, got {tuple(scale_range)}")
+        self.scale_range = (low, high)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        image = next(x for x in flat_inputs if isinstance(x, tv_tensors.Image))
+        height, width = F.get_size(image)
+        scale = float(torch.empty(()).uniform_(*self.scale_range))
+        return {"size": [max(1, round(height * scale)), max(1, round(width * scale))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            return F.resize(inpt, params["size"], interpolation=InterpolationMode.NEAREST_EXACT)
+        if isinstance(inpt, tv_tensors.Image):
+            return F.resize(inpt, params["size"], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        return inpt
+
+
+class JointTransform:
+    """Wrap a v2 pipeline so it takes numpy (image, mask) and returns plain tensors."""
+
+    def __init__(self, pipeline: v2.Transform):
+        self.pipeline = pipeline
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+        mask_t = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)))
+        image_t, mask_t = self.pipeline(image_t, mask_t)
+        return image_t.as_subclass(torch.Tensor), mask_t.as_subclass(torch.Tensor).long()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.pipeline})"
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def _normalize_steps(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    return [
+        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
+
+
+def build_train_transform(
+    *,
+    crop_size: int | Sequence[int],
+    scale_range: Sequence[float] = (0.5, 2.0),
+    hflip: bool = True,
+    color_jitter: float | Sequence[float] | None = None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    ignore_index: int = 255,
+) -> JointTransform:
+    """Random scale -> random crop (image padded with 0, mask with ``ignore_index``) -> h-flip
+    -> optional colour jitter -> normalize.
+
+    ``color_jitter`` is a single strength s (brightness=contrast=saturation=s, hue=s/4) or a
+    (brightness, contrast, saturation, hue) tuple; None disables it.
+    """
+    steps: list[v2.Transform] = [
+        RandomScale(scale_range),
+        v2.RandomCrop(_pair(crop_size), pad_if_needed=True,
+                      fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}),
+    ]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip(p=0.5))
+    if color_jitter:
+        if isinstance(color_jitter, (int, float)):
+            strength = float(color_jitter)
+            jitter = (strength, strength, strength, min(0.5, strength / 4))
+        else:
+            jitter = tuple(float(v) for v in color_jitter)
+            if len(jitter) != 4:
+                raise ConfigError(f"color_jitter must be one number or 4 numbers, got {color_jitter}")
+        steps.append(v2.ColorJitter(*jitter))
+    return JointTransform(v2.Compose(steps + _normalize_steps(mean, std)))
+
+
+def build_eval_transform(*, mean: Sequence[float], std: Sequence[float]) -> JointTransform:
+    """Normalize only: evaluation runs on the full image (the model pads internally)."""
+    return JointTransform(v2.Compose(_normalize_steps(mean, std)))
+
+
+def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The no-transform default: float32 (3, H, W) in [0, 1] and int64 (H, W), not normalized."""
+    image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    return image_t, torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64))

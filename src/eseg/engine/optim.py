@@ -1,0 +1,107 @@
+"""Optimizers, learning-rate schedules and the weight EMA."""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weight decay on conv/linear kernels only. Every parameter with <= 1 dim is a
+    norm scale/shift, a bias or a BiFPN fusion weight, and decaying those only hurts."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, train_cfg: dict) -> torch.optim.Optimizer:
+    groups = param_groups(model, train_cfg["weight_decay"])
+    name = train_cfg["optimizer"].lower()
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=train_cfg["lr"], momentum=train_cfg["momentum"])
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=train_cfg["lr"], betas=tuple(train_cfg["betas"]))
+    raise ConfigError(f"train.optimizer='{train_cfg['optimizer']}' is not supported; use sgd or adamw")
+
+
+def lr_factor(step: int, *, total_steps: int, schedule: str, power: float = 0.9, warmup_steps: int = 0,
+              warmup_ratio: float = 0.1, min_factor: float = 0.0) -> float:
+    """Multiplier of the base lr at optimizer step ``step`` (0-based): a linear warmup from
+    ``warmup_ratio`` to 1, then poly or cosine decay from 1 down to ``min_factor``."""
+    if step < warmup_steps:
+        return warmup_ratio + (1.0 - warmup_ratio) * step / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "poly":
+        decay = (1.0 - progress) ** power
+    elif schedule == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        raise ConfigError(f"train.schedule='{schedule}' is not supported; use poly, cosine or constant")
+    return min_factor + (1.0 - min_factor) * decay
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict) -> torch.optim.lr_scheduler.LambdaLR:
+    if train_cfg["schedule"] not in ("poly", "cosine", "constant"):
+        raise ConfigError(f"train.schedule='{train_cfg['schedule']}' is not supported; use poly, cosine or constant")
+    if train_cfg["warmup_steps"] < 0 or train_cfg["warmup_steps"] >= max(1, train_cfg["steps"]):
+        raise ConfigError(f"train.warmup_steps={train_cfg['warmup_steps']} must be in [0, train.steps={train_cfg['steps']})")
+    settings = dict(
+        total_steps=train_cfg["steps"],
+        schedule=train_cfg["schedule"],
+        power=train_cfg["poly_power"],
+        warmup_steps=train_cfg["warmup_steps"],
+        warmup_ratio=train_cfg["warmup_ratio"],
+        min_factor=train_cfg["min_lr"] / train_cfg["lr"] if train_cfg["lr"] > 0 else 0.0,
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, **settings))
+
+
+class ModelEMA:
+    """Exponential moving average of a model's parameters and buffers (as timm's ModelEmaV3).
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so early
+    random weights fade quickly. Integer buffers (BN's num_batches_tracked) are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.module = copy.deepcopy(model).eval()
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+
+    def _pairs(self, model: nn.Module):
+        ema_state = self.module.state_dict()
+        for name, value in model.state_dict().items():
+            yield ema_state[name], value
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        floats_ema, floats_model = [], []
+        for ema_value, value in self._pairs(model):
+            if ema_value.is_floating_point():
+                floats_ema.append(ema_value)
+                floats_model.append(value)
+            else:
+                ema_value.copy_(value)
+        torch._foreach_lerp_(floats_ema, floats_model, 1.0 - decay)
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "decay": self.decay, "module": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        self.module.load_state_dict(state["module"])

@@ -1,0 +1,106 @@
+"""ONNX export: parity with PyTorch at several sizes (dynamic pad in the graph), fixed-size
+graphs, fp16, int8, and the onnxruntime backend of the Segmenter on a real photo."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402
+
+from eseg import Segmenter  # noqa: E402
+from eseg.cli import main  # noqa: E402
+from eseg.errors import CheckpointError  # noqa: E402
+from eseg.export import (  # noqa: E402
+    META_CONFIG, OnnxRunner, check_parity, convert_fp16, export_onnx, quantize_onnx, read_metadata,
+)
+
+from .conftest import tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny P2-P9 model saved to a folder and exported by the CLI with dynamic H and W."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("export")
+    model = tiny_model(num_classes=5).eval()
+    model.save_pretrained(root / "model")
+    # 512x512 is a multiple of the pad: the traced graph must still pad other sizes.
+    code = main(["export", str(root / "model"), "--size", "512x512", "--dynamic", "--simplify", "--out", str(root / "m.onnx")])
+    assert code == 0
+    return model, root / "m.onnx"
+
+
+def test_dynamic_export_matches_pytorch_at_sizes_that_need_the_in_graph_pad(exported, capsys):
+    model, path = exported
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    runner = OnnxRunner(path)
+    assert runner.fixed_size is None and runner.num_classes == 5 and runner.pad_multiple == 512
+    for size, batch in (((97, 203), 1), ((130, 70), 2)):
+        x = torch.randn(batch, 3, *size)
+        with torch.no_grad():
+            expected = model(x)
+        got = runner(x)
+        assert got.shape == (batch, 5, *size)
+        assert (got - expected).abs().max().item() <= 1e-3
+
+
+def test_fixed_size_export_of_a_non_multiple_size(tmp_path):
+    model = tiny_model(num_classes=3).eval()
+    path = export_onnx(model, tmp_path / "fixed.onnx", size=(100, 150))
+    graph_input = onnx.load(str(path)).graph.input[0]
+    dims = [d.dim_value or d.dim_param for d in graph_input.type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 100, 150]
+    runner = OnnxRunner(path)
+    assert runner.fixed_size == (100, 150)
+    (result,) = check_parity(model, runner, [(100, 150)], batch=2)
+    assert result["max_abs_diff"] <= 1e-3 and result["argmax_agreement"] == 1.0
+    with pytest.raises(Exception):  # the graph is for 100x150 only
+        runner(torch.randn(1, 3, 100, 160))
+
+
+def test_onnxruntime_predict_equals_torch_predict_on_a_real_photo(exported):
+    data = pytest.importorskip("skimage.data")
+    model, path = exported
+    photo = data.coffee()  # 400x600 RGB photograph
+    torch_seg = Segmenter(model)
+    ort_seg = Segmenter.from_pretrained(path, backend="onnxruntime")
+    torch_logits = torch_seg.predict_logits(photo)
+    ort_logits = ort_seg.predict_logits(photo)
+    assert ort_logits.shape == torch_logits.shape == (5, 400, 600)
+    assert (ort_logits - torch_logits).abs().max().item() <= 1e-3
+    agreement = (ort_seg(photo) == torch_seg(photo)).mean()
+    assert agreement >= 0.999
+
+
+def test_fp16_and_int8_graphs_stay_close_to_float32(exported, tmp_path):
+    model, path = exported
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+    fp16 = OnnxRunner(convert_fp16(path, tmp_path / "m16.onnx"))
+    assert (fp16(x) - expected).abs().max().item() <= 5e-2
+    int8 = OnnxRunner(quantize_onnx(path, tmp_path / "m8.onnx", "dynamic"))
+    out = int8(x)
+    assert out.shape == expected.shape and torch.isfinite(out).all()
+    scale = expected.abs().max().item()
+    assert (out - expected).abs().max().item() <= 0.1 * scale
+    assert read_metadata(tmp_path / "m8.onnx")[META_CONFIG] == read_metadata(path)[META_CONFIG]
+
+
+def test_runner_refuses_files_it_cannot_use(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        OnnxRunner(tmp_path / "missing.onnx")
+    plain = torch.nn.Conv2d(3, 2, 1)
+    torch.onnx.export(plain, (torch.randn(1, 3, 8, 8),), str(tmp_path / "plain.onnx"), dynamo=False,
+                      input_names=["images"], output_names=["logits"])
+    with pytest.raises(CheckpointError, match="eseg_config"):
+        OnnxRunner(tmp_path / "plain.onnx")
+
+
+def test_export_cli_reports_parity_and_rejects_fp16_with_int8(exported, tmp_path, capsys):
+    code = main(["export", str(exported[1].parent / "model"), "--size", "64x96", "--out", str(tmp_path / "f.onnx")])
+    assert code == 0 and (tmp_path / "f.onnx").is_file()
+    out = capsys.readouterr().out
+    assert "fp32 64x96: max |logit diff|" in out and "ok;" in out
+    assert main(["export", str(exported[1].parent / "model"), "--fp16", "--quantize", "dynamic"]) == 2
+    assert "exclusive" in capsys.readouterr().err
