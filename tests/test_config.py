@@ -87,10 +87,16 @@ def test_saved_config_loads_back_unchanged(tmp_path):
     assert load_config(save_config(cfg, tmp_path / "run" / "config.yaml")) == cfg
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+SHIPPED = [CONFIGS / "demo.yaml", *sorted((CONFIGS / "cityscapes").glob("*.yaml")), *sorted((CONFIGS / "ade20k").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_shipped_config_loads_and_builds_its_model_config(path):
     import eseg
 
     cfg = load_config(path)
+    if path.parent.name in ("cityscapes", "ade20k") and not path.name.startswith("_"):
+        assert cfg["data"]["dataset"]["type"] == path.parent.name
+        assert cfg["model"]["name"] == path.stem
     model = {k: v for k, v in cfg["model"].items() if k not in ("name", "pretrained_backbone", "backbone_weights")}
     eseg.get_config(cfg["model"]["name"], **model)

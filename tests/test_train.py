@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -44,13 +43,15 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 
 def test_overfits_one_small_batch(tmp_path):
-    """Two fixed images (no scale/crop/flip randomness), evaluated on those same images."""
+    """Two fixed images (no scale/crop/flip randomness), evaluated on those same images in eval
+    mode. BiFPN's BN momentum is EfficientDet's 0.01, so the running statistics need a few hundred
+    steps to catch up with the batch statistics; hence 300 steps."""
     path = tiny_config(
         tmp_path,
         data={"dataset": {"type": "synthetic", "num_images": 2, "size": [64, 64], "seed": 1},
               "crop_size": [64, 64], "scale_range": [1.0, 1.0], "hflip": False, "val_split": "train"},
-        train={"steps": 80, "optimizer": "adamw", "lr": 0.01, "weight_decay": 0.0, "schedule": "constant",
-               "checkpoint_interval": 1000},
+        train={"steps": 300, "optimizer": "adamw", "lr": 0.02, "weight_decay": 0.0, "schedule": "constant",
+               "checkpoint_interval": 1000, "log_interval": 10},
         eval={"interval": 0},
     )
     cfg = load_config(path)
@@ -166,4 +167,4 @@ def test_existing_run_folder_needs_resume_or_exist_ok(tmp_path):
     from eseg.cli import main
 
     assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
-    assert np.array_equal(np.array((tmp_path / "run" / "metrics.jsonl").read_text() == ""), np.array(True))
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == ""  # nothing was overwritten

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("eseg.data.commands", "dataset tools: synth (write the embedded synthetic dataset to disk)"),
     "export": ("eseg.export", "export a model to ONNX (dynamic or fixed size, fp16, int8) and check parity with PyTorch"),
     "benchmark": ("eseg.benchmark", "time ESeg variants against torchvision and smp peers side by side"),
+    "reproduce": ("eseg.reproduce", "train and evaluate the paper's claims in miniature (max level, BiFPN vs FPN, vs DeepLabV3+)"),
 }
 
 

@@ -11,8 +11,8 @@ Scene layout (a street seen down its axis, classes as in ``palette.SYNTHETIC_CLA
 - the ground below the horizon is ONE pavement texture (grey, blotchy, noisy) everywhere;
 - **sidewalk** is the pavement in the columns under a building block, **road** the pavement in the
   columns between them (the whole ground width when no building stands on either side);
-- **car**s stand on the road, **person**s and **pole**s on the sidewalks, all smaller when nearer the
-  horizon;
+- **car**s stand on the road, **person**s (on the building side) and **pole**s on the sidewalks, all
+  smaller when nearer the horizon;
 - lighting varies per image: global gain, colour tint, a linear gradient and large soft shading
   blotches over the whole frame, then Gaussian pixel noise.
 
@@ -188,8 +188,8 @@ def _draw_person(rng, image, label, horizon, walk):
     height = image.shape[0]
     feet = int(rng.uniform(horizon + 0.1 * (height - horizon), height - 1))
     scale = _perspective(feet, horizon, height)
-    person_h = max(10, int((0.1 + 0.3 * scale) * height))
-    person_w = max(4, int(person_h * 0.3))
+    person_h = max(12, int((0.14 + 0.34 * scale) * height))
+    person_w = max(5, int(person_h * 0.32))
     lo, hi = walk[0] + 2, walk[1] - 2 - person_w
     if hi <= lo:
         return
@@ -210,7 +210,7 @@ def _draw_person(rng, image, label, horizon, walk):
 
 def _draw_pole(rng, image, label, horizon, walk, unit):
     height = image.shape[0]
-    width = max(2, int(rng.uniform(2.5, 5) * unit))
+    width = max(3, int(rng.uniform(3, 6) * unit))  # >= 3 px: still visible at stride 4
     if walk[1] - walk[0] < width + 6:
         return
     left = int(rng.uniform(walk[0] + 3, walk[1] - 3 - width))
@@ -228,9 +228,9 @@ def _apply_lighting(rng, image, unit):
     ramp_x, ramp_y = rng.uniform(-0.25, 0.25, 2)
     ramp = (ramp_x * np.linspace(-1, 1, width, dtype=np.float32)[None, :]
             + ramp_y * np.linspace(-1, 1, height, dtype=np.float32)[:, None])
-    shading = 1.0 + ramp + 0.12 * smooth_noise(rng, height, width, 60 * unit)
-    image *= (gain * tint)[None, None, :]
+    shading = gain * (1.0 + ramp + 0.12 * smooth_noise(rng, height, width, 60 * unit))
     image *= shading[..., None]
+    image *= tint
     # luminance noise, the same on the three channels: as hard for a colour threshold, 3x cheaper
     image += (rng.uniform(4, 12) * rng.standard_normal((height, width), dtype=np.float32))[..., None]
 
@@ -260,16 +260,19 @@ def render_street(rng: np.random.Generator, size: tuple[int, int] = DEFAULT_SIZE
     _draw_buildings(rng, image, label, horizon, blocks, unit)
 
     for a, b in blocks:
-        for _ in range(int(rng.integers(0, 3))):
+        for _ in range(int(rng.integers(1, 3))):
             _draw_pole(rng, image, label, horizon, (a, b), unit)
-        for _ in range(int(rng.integers(0, 3))):
-            _draw_person(rng, image, label, horizon, (a, b))
+        # people keep to the building side, so the road/sidewalk boundary stays free of local cues
+        margin = int(0.4 * (b - a))
+        walk = (a, b - margin) if a == 0 else (a + margin, b)
+        for _ in range(int(rng.integers(1, 4))):
+            _draw_person(rng, image, label, horizon, walk)
     cars = int(rng.integers(0, 4))
     for _ in range(cars):
         _draw_car(rng, image, label, horizon, (left_edge, right_edge), unit)
 
     _apply_lighting(rng, image, unit)
-    return np.clip(image, 0, 255).astype(np.uint8), label.astype(np.int64)
+    return np.clip(image, 0, 255, out=image).astype(np.uint8), label.astype(np.int64)
 
 
 class SyntheticStreets(SegDataset):

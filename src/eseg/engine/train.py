@@ -493,7 +493,11 @@ class Trainer:
     def finish(self) -> dict:
         """Final report on checkpoints/best: full metrics, per-class plots and predictions."""
         distributed.barrier(self.info)  # rank 0 has written checkpoints/best
-        best = load_model(self.checkpoint_dir / "best", map_location=self.info.device)
+        best_dir = ckpt.find_checkpoint(self.checkpoint_dir / "best")
+        if best_dir is None:  # no evaluation ever gave a number (e.g. no labelled val pixel)
+            raise ESegError(f"no best checkpoint in {self.checkpoint_dir}: validation never produced an mIoU; "
+                            f"check data.val_split / data.val_dataset (the last weights are in {self.checkpoint_dir / 'last'})")
+        best = load_model(best_dir, map_location=self.info.device)
         metrics = self.best_metrics
         if metrics is None:  # the best step was reached before a resume
             metrics = evaluate(best, self.val_set, self.cfg, self.info)
@@ -557,6 +561,8 @@ def summary_lines(run_dir: Path, metrics: dict, best_step) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Overrides may come before or after the options: `eseg train cfg.yaml --resume train.lr=0.1`.
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
     parser.add_argument("config", help="experiment YAML, e.g. configs/demo.yaml")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
                         help="dotted config overrides, e.g. train.lr=0.05 data.crop_size=[256,256]")

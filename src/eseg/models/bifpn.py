@@ -7,6 +7,8 @@ exactly half the size of the one below and x2 resampling needs no size bookkeepi
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,17 +71,19 @@ class WeightedFusion(nn.Module):
         self.method = method
         self.weight = nn.Parameter(torch.ones(num_inputs)) if method != "sum" else None
 
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: Iterable[torch.Tensor]) -> torch.Tensor:
+        """``inputs`` may be a generator: each input is consumed as soon as it is added, so a
+        caller that produces them lazily never holds them all at once (the head at P2)."""
         if self.weight is None:
-            return torch.stack(inputs, dim=0).sum(dim=0)
+            return torch.stack(list(inputs), dim=0).sum(dim=0)
         if self.method == "fast":
             w = F.relu(self.weight)
             w = w / (w.sum() + FUSION_EPS)
         else:
             w = torch.softmax(self.weight, dim=0)
-        out = inputs[0] * w[0]
-        for i in range(1, len(inputs)):
-            out = out + inputs[i] * w[i]
+        out = None
+        for i, x in enumerate(inputs):
+            out = x * w[i] if out is None else out + x * w[i]
         return out
 
 

@@ -34,9 +34,11 @@ class SegmentationHead(nn.Module):
         self.classifier = nn.Conv2d(out_channels, num_classes, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        resized = [feats[0]] + [
-            F.interpolate(f, scale_factor=float(2**i), mode="bilinear", align_corners=False)
-            for i, f in enumerate(feats[1:], start=1)
-        ]
+        # A generator: each level is resized to P2 just before it is added, so the 7+ resized
+        # maps are never alive together (the peak memory of the head at P2).
+        resized = (
+            f if i == 0 else F.interpolate(f, scale_factor=float(2**i), mode="bilinear", align_corners=False)
+            for i, f in enumerate(feats)
+        )
         x = self.refine(self.fuse(resized))
         return self.classifier(self.dropout(x))
