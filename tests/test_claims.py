@@ -63,7 +63,7 @@ def test_context_scores_and_noise_rule_against_hand_computed_values():
 
 def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):
     out, work = tmp_path / "out", tmp_path / "runs"
-    args = ["reproduce", "--quick", "--steps", "2", "--val-images", "2", "--latency-runs", "1", "--threads", "1",
+    args = ["reproduce", "--quick", "--steps", "2", "--val-images", "2", "--latency-runs", "1", "--threads", "1", "--bn-batches", "2",
             "--set", "data.dataset.size=[64,128]", "--set", "data.crop_size=[64,128]",
             "--set", "train.batch_size=2", "--set", "eval.num_predictions=0",
             "--out", str(out), "--work-dir", str(work)]

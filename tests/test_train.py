@@ -44,20 +44,21 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 def test_overfits_one_small_batch(tmp_path):
     """Two fixed images (no scale/crop/flip randomness), evaluated on those same images in eval
-    mode. BiFPN's BN momentum is EfficientDet's 0.01, so the running statistics need a few hundred
-    steps to catch up with the batch statistics; hence 300 steps."""
+    mode. train.bn_momentum=0.1 lets BN's running statistics catch up within the run (BiFPN's own
+    EfficientDet momentum, 0.01, would need several hundred steps)."""
     path = tiny_config(
         tmp_path,
         data={"dataset": {"type": "synthetic", "num_images": 2, "size": [64, 64], "seed": 1},
               "crop_size": [64, 64], "scale_range": [1.0, 1.0], "hflip": False, "val_split": "train"},
-        train={"steps": 300, "optimizer": "adamw", "lr": 0.02, "weight_decay": 0.0, "schedule": "constant",
-               "checkpoint_interval": 1000, "log_interval": 10},
+        train={"steps": 80, "optimizer": "adamw", "lr": 0.02, "weight_decay": 0.0, "schedule": "constant",
+               "bn_momentum": 0.1, "checkpoint_interval": 1000, "log_interval": 10},
         eval={"interval": 0},
     )
     cfg = load_config(path)
     trainer = Trainer(cfg, tmp_path / "run")
     metrics = trainer.fit()
     assert metrics["aAcc"] > 0.95, metrics["aAcc"]
+    assert all(m.momentum == 0.1 for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     # Independent check of the saved best model on the same two images.
     model = eseg.load_model(tmp_path / "run" / "checkpoints" / "best")
     images = torch.stack([trainer.val_set[i]["image"] for i in range(2)])
@@ -70,7 +71,7 @@ def test_overfits_one_small_batch(tmp_path):
 
 
 def test_run_folder_contents(tmp_path):
-    path = tiny_config(tmp_path, train={"steps": 4, "checkpoint_interval": 2, "ema_decay": 0.9},
+    path = tiny_config(tmp_path, train={"steps": 4, "checkpoint_interval": 2, "ema_decay": 0.9, "channels_last": True},
                        eval={"interval": 2})
     run_dir = tmp_path / "run"
     Trainer(load_config(path), run_dir).fit()

@@ -60,8 +60,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ohem_thresh": 0.7,  # keep pixels whose ground-truth probability is below this...
         "ohem_min_kept": 100000,  # ...but at least this many per batch
         "amp": False,  # bf16 autocast on CPU, fp16 + GradScaler on CUDA
+        "channels_last": False,  # NHWC memory format: faster convolutions on CPU (oneDNN) and tensor cores
         "ema_decay": 0.0,  # EMA of the weights, 0 = off
         "grad_clip": 0.0,  # max global grad norm, 0 = off
+        "bn_momentum": None,  # override every BN layer's momentum; EfficientDet's 0.01 suits long
+        # schedules, a run of a few hundred steps needs ~0.1 for the running statistics to keep up
         "freeze_bn": False,  # BN layers in eval mode (running statistics)
         "sync_bn": False,  # SyncBatchNorm across DDP processes (CUDA only)
         "seed": 0,

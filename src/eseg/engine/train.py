@@ -35,7 +35,6 @@ from tqdm import tqdm
 from .. import fileio
 from ..config import load_config, save_config
 from ..errors import ConfigError, ESegError
-from ..metrics import SegEvaluator
 from ..models import create_model, get_config, load_model
 from ..models.eseg import WEIGHTS_FILE, ESeg, read_weights
 from . import checkpoint as ckpt
@@ -206,20 +205,17 @@ class MetricsLog:
 def evaluate(model: ESeg, dataset, cfg: dict, info: DistInfo) -> dict:
     """Whole-image validation metrics. Each process evaluates its shard; SegEvaluator sums the
     confusion matrices over processes, so every rank gets the metrics of the whole set."""
-    from ..inference import Segmenter
+    from .evaluate import evaluate_dataset
 
     eval_cfg = cfg["eval"]
     limit = eval_cfg["max_images"]
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    segmenter = Segmenter(model, mode="whole", batch_size=eval_cfg["batch_size"], device=info.device)
-    evaluator = SegEvaluator(dataset.num_classes, dataset.ignore_index, list(dataset.class_names))
-    shard = list(range(info.rank, count, info.world_size))
-    for start in range(0, len(shard), eval_cfg["batch_size"]):
-        items = [dataset[i] for i in shard[start:start + eval_cfg["batch_size"]]]
-        logits = segmenter.logits_from_tensors([item["image"] for item in items])
-        for item, out in zip(items, logits):
-            evaluator.process(out.argmax(0)[None].cpu(), item["mask"][None])
-    return evaluator.evaluate()
+    shard = torch.utils.data.Subset(dataset, range(info.rank, count, info.world_size))
+    return evaluate_dataset(
+        model, shard, mode="whole", batch_size=eval_cfg["batch_size"], device=info.device, progress=False,
+        num_classes=dataset.num_classes, ignore_index=dataset.ignore_index, class_names=list(dataset.class_names),
+        all_reduce=info.distributed,
+    )
 
 
 def predict_images(model: ESeg, dataset, count: int, device: torch.device):
@@ -290,7 +286,12 @@ class Trainer:
             ignore_index=int(self.train_set.ignore_index),
             dataset=cfg["data"]["dataset"].get("type"),
         )
-        self.model.to(self.info.device)
+        if tcfg["bn_momentum"] is not None:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = tcfg["bn_momentum"]
+        self.memory_format = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
+        self.model.to(self.info.device, memory_format=self.memory_format)
         if tcfg["sync_bn"] and self.info.distributed:
             if self.info.device.type != "cuda":
                 raise ConfigError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
@@ -401,7 +402,7 @@ class Trainer:
     def train_step(self, batch: dict) -> tuple[float, float]:
         """One optimizer step; returns (loss averaged over processes, lr used)."""
         device = self.info.device
-        images = batch["image"].to(device, non_blocking=True)
+        images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=self.memory_format)
         masks = batch["mask"].to(device, non_blocking=True)
         lr = self.optimizer.param_groups[0]["lr"]
         with autocast(device, self.use_amp):
