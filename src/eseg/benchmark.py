@@ -44,7 +44,7 @@ from torch import nn
 
 from . import fileio
 from .errors import ConfigError
-from .export import parse_size
+from .cli import parse_size
 
 
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime")

@@ -8,7 +8,9 @@ import argparse
 import importlib
 import sys
 
-from .errors import ESegError
+from collections.abc import Sequence
+
+from .errors import ConfigError, ESegError
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -21,6 +23,21 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("eseg.benchmark", "time ESeg variants against torchvision and smp peers side by side"),
     "reproduce": ("eseg.reproduce", "train and evaluate the paper's claims in miniature (max level, BiFPN vs FPN, vs DeepLabV3+)"),
 }
+
+
+def parse_size(text: str | Sequence[int]) -> tuple[int, int]:
+    """'512x1024' (H x W) or (H, W) -> (H, W). A ValueError, so argparse reports it as a bad value."""
+    if isinstance(text, str):
+        parts = text.lower().replace("*", "x").split("x")
+        try:
+            size = tuple(int(p) for p in parts)
+        except ValueError:
+            size = ()
+    else:
+        size = tuple(int(v) for v in text)
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"size must be HxW with positive integers, e.g. 512x1024; got {text!r}")
+    return size  # type: ignore[return-value]
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from . import fileio
+from .cli import parse_size
 from .errors import CheckpointError, ConfigError, ESegError
 from .models.padding import pad_to_multiple
 
@@ -37,21 +38,6 @@ META_INPUT_SIZE = "eseg_input_size"  # "HxW" for a fixed-size graph, "dynamic" o
 PARITY_ATOL = 1e-3
 FP16_ATOL = 5e-2  # fp16 keeps ~3 significant digits; stated looser tolerance for the fp16 graph
 QUANT_MODES = ("dynamic", "static")
-
-
-def parse_size(text: str | Sequence[int]) -> tuple[int, int]:
-    """'512x1024' (H x W) or (H, W) -> (H, W)."""
-    if isinstance(text, str):
-        parts = text.lower().replace("*", "x").split("x")
-        try:
-            size = tuple(int(p) for p in parts)
-        except ValueError:
-            size = ()
-    else:
-        size = tuple(int(v) for v in text)
-    if len(size) != 2 or min(size) < 1:
-        raise ConfigError(f"size must be HxW with positive integers, e.g. 512x1024; got {text!r}")
-    return size  # type: ignore[return-value]
 
 
 def _require_onnx():

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import fileio
 from .errors import CheckpointError, ConfigError, DataError
 from .models.padding import pad_to_size, padded_size
 
@@ -555,18 +556,7 @@ def output_paths(out_dir: Path, stem: Path, *, video: bool, save_probs: bool) ->
     return paths
 
 
-def save_png(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
-    from . import fileio
-
-    with fileio.atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
 def save_npy(path: Path, array: np.ndarray) -> None:
-    from . import fileio
-
     with fileio.atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
 
@@ -606,8 +596,6 @@ class VideoWriter:
     """
 
     def __init__(self, path: Path, fps: float) -> None:
-        from . import fileio
-
         self.path = path
         self.fps = fps
         self._atomic = fileio.atomic_path(path)
@@ -658,9 +646,9 @@ class Predictor:
         from .viz import colorize, overlay
 
         mask = self.segmenter._to_mask(logits)
-        save_png(paths["mask"], mask if mask.dtype == np.uint8 else mask.astype(np.uint16))
-        save_png(paths["color"], colorize(mask, self.palette))
-        save_png(paths["overlay"], overlay(image, mask, self.palette, alpha=self.alpha))
+        fileio.write_png(paths["mask"], mask if mask.dtype == np.uint8 else mask.astype(np.uint16))
+        fileio.write_png(paths["color"], colorize(mask, self.palette))
+        fileio.write_png(paths["overlay"], overlay(image, mask, self.palette, alpha=self.alpha))
         if "probs" in paths:
             save_npy(paths["probs"], torch.softmax(logits.float(), dim=0).cpu().numpy().astype(np.float32))
 
@@ -742,7 +730,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .engine.evaluate import resolve_device, segmenter_options
+    from .engine.distributed import resolve_device
+    from .engine.evaluate import segmenter_options
     from .viz import legend
 
     sources = collect_sources(args.source)
@@ -762,7 +751,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(segmenter, out_dir, palette=palette, class_names=class_names, alpha=args.alpha,
                           save_probs=args.save_logits)
     if args.overwrite or not (out_dir / LEGEND_FILE).exists():  # the same model gives the same legend
-        save_png(out_dir / LEGEND_FILE, legend(class_names, palette))
+        fileio.write_png(out_dir / LEGEND_FILE, legend(class_names, palette))
     images = [(p, s) for p, s in sources if not is_video(p)]
     videos = [(p, s) for p, s in sources if is_video(p)]
     bar = None

@@ -5,19 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..cli import parse_size
 from ..errors import ConfigError
 from .synthetic import CLASSES, DEFAULT_SIZE, write_folder_dataset
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x512' (HxW) -> (256, 512)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH, e.g. 256x512; got {text!r}") from None
-    if height < 32 or width < 32:
-        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
-    return height, width
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

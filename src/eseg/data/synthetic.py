@@ -35,10 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
 
 from ..errors import ConfigError
-from ..fileio import atomic_path, write_text
+from ..fileio import write_png, write_text
 from ..palette import SYNTHETIC_CLASSES, get_palette
 from .base import SegDataset, Transform
 
@@ -350,9 +349,7 @@ def write_folder_dataset(
         for index in range(count):
             image, mask = dataset.load(index)
             name = f"{index:06d}.png"
-            with atomic_path(out_dir / "images" / split / name) as tmp:
-                Image.fromarray(image).save(tmp, format="PNG")
-            with atomic_path(out_dir / "masks" / split / name) as tmp:
-                Image.fromarray(mask.astype(np.uint8), mode="L").save(tmp, format="PNG")
+            write_png(out_dir / "images" / split / name, image)
+            write_png(out_dir / "masks" / split / name, mask.astype(np.uint8))
     write_text(out_dir / "classes.yaml", classes_yaml_text(CLASSES, get_palette("synthetic", len(CLASSES))))
     return counts

@@ -25,6 +25,7 @@ from .. import fileio
 from ..errors import CheckpointError, ConfigError, DataError
 from ..inference import MODES, Segmenter, load_runner, resolve_model_dir
 from ..metrics import SegEvaluator
+from .distributed import resolve_device
 
 RESULTS_FILE = "results.json"
 IOU_CHART_FILE = "per_class_iou.png"
@@ -164,8 +165,7 @@ class CityscapesExporter:
             # Predictions made on a resized image go back to the label's resolution.
             label_ids = np.asarray(Image.fromarray(label_ids).resize(full_size[::-1], Image.NEAREST))
         path = self.target(index)
-        with fileio.atomic_path(path) as tmp:
-            Image.fromarray(label_ids).save(tmp, format="PNG")
+        fileio.write_png(path, label_ids)
         self.written.append(path)
 
 
@@ -261,12 +261,6 @@ def segmenter_options(args: argparse.Namespace) -> dict:
             raise ConfigError(f"--size takes H W or 'eval', got {' '.join(args.size)}")
     return {"mode": args.mode, "size": size, "crop": args.crop, "stride": args.stride, "scales": args.scales,
             "flip": args.flip, "batch_size": args.batch_size}
-
-
-def resolve_device(name: str) -> torch.device:
-    from .distributed import resolve_device as resolve
-
-    return resolve(name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
