@@ -2,24 +2,32 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.eseg-installed
+CORE := $(VENV)/.eseg-core
+TEST := $(VENV)/.eseg-test
 
 .PHONY: install test demo models clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The demo needs only the package; the tests add their oracles (torchmetrics, cityscapesscripts, onnxruntime, ...).
+$(CORE): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	touch $(CORE)
+
+$(TEST): pyproject.toml $(CORE)
 	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(TEST)
 
-install: $(STAMP)
+install: $(CORE)
 
-test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+test: $(TEST)
+	$(PY) -m pytest -q -n 2
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(VENV)/bin/eseg train configs/demo.yaml --out runs/demo --exist-ok
 
-models: $(STAMP)
+models: $(CORE)
 	$(VENV)/bin/eseg models
 
 clean:
