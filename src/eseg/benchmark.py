@@ -317,7 +317,6 @@ class BenchmarkSettings:
 
 def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[str], None] = print) -> dict:
     """Measure every (model, backend) pair; returns the results document (see module doc)."""
-    from .flops import count_macs, count_params
     from .models import VARIANTS
 
     device = torch.device(settings.device)
@@ -327,6 +326,46 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[st
     encoder = settings.encoder or next(
         (VARIANTS[m].backbone for m in settings.models if m in VARIANTS), "tf_efficientnet_lite0"
     )
+    entries = _prepare_entries(settings, encoder, work_dir, device, log)
+    results, by_key, single = entries["results"], entries["by_key"], entries["single"]
+
+    matmul_fn, matmul_flops = matmul_entry(settings.threads, device)
+    single["__matmul__"] = matmul_fn
+    log(f"timing {len(single) - 1} entries + matmul, {settings.runs} interleaved rounds after {settings.warmup} warm-up calls")
+    times = interleaved_times(single, settings.runs, settings.warmup, device)
+    matmul_gflops = matmul_flops / statistics.median(times.pop("__matmul__")) / 1e9
+    for key, values in times.items():
+        r = by_key[key]
+        r.latency_ms_median = 1e3 * statistics.median(values)
+        r.latency_ms_p90 = 1e3 * percentile(values, 90)
+        r.gflops_achieved = 2 * r.gmacs / (r.latency_ms_median / 1e3)
+        r.matmul_share = r.gflops_achieved / matmul_gflops
+        r.throughput_img_s = 1e3 / r.latency_ms_median
+    if entries["batched"]:
+        log(f"throughput at batch {settings.batch}: {settings.throughput_runs} interleaved rounds")
+        for key, values in interleaved_times(entries["batched"], settings.throughput_runs, 1, device).items():
+            by_key[key].throughput_img_s = settings.batch / statistics.median(values)
+    if settings.memory:
+        _measure_memory(by_key, single, entries["specs"], device, log)
+
+    reference = settings.reference or (results[0].model if results else None)
+    add_ratios(results, reference)
+    return {
+        "settings": {**asdict(settings), "size": list(settings.size), "encoder": encoder, "reference": reference},
+        "environment": environment(settings.threads, device),
+        "matmul_gflops": matmul_gflops,
+        "matmul_size": MATMUL_SIZE,
+        "skipped": entries["skipped"],
+        "results": [asdict(r) for r in results],
+        "goals": speed_goals(results),
+    }
+
+
+def _prepare_entries(settings: BenchmarkSettings, encoder: str, work_dir: Path, device: torch.device,
+                     log: Callable[[str], None]) -> dict:
+    """Build every model and backend once; a backend that cannot run a model is reported, not fatal."""
+    from .flops import count_macs, count_params
+
     results: list[Result] = []
     skipped: dict[str, str] = {}
     single: dict[str, Callable[[], object]] = {}
@@ -351,18 +390,17 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[st
             result = Result(name, backend, params / 1e6, macs / 1e9, batch=settings.batch,
                             published_miou=published[0] if published else None,
                             miou_source=published[1] if published else None)
+            results.append(result)
             onnx_path = work_dir / "onnx" / f"{name}_{settings.size[0]}x{settings.size[1]}.onnx"
             try:
-
                 runnable = prepare_backend(copy.deepcopy(model), backend, settings.size, device=device,
                                            threads=settings.threads, onnx_path=onnx_path)
                 x1 = runnable.make_input(1)
                 xb = runnable.make_input(settings.batch) if settings.batch > 1 else None
                 runnable.fn(x1)  # fail here, not inside the timing loop
-            except Exception as exc:  # a backend that cannot run this model is reported, not fatal
+            except Exception as exc:  # noqa: BLE001 - any backend failure becomes a row with its error
                 result.error = f"{type(exc).__name__}: {exc}"
                 log(f"{key}: {result.error}")
-                results.append(result)
                 continue
             single[key] = (lambda r=runnable, x=x1: r.fn(x))
             if xb is not None:
@@ -372,49 +410,23 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[st
                           "eseg_overrides": settings.eseg_overrides,
                           "onnx_path": str(onnx_path) if backend == "onnxruntime" else None}
             by_key[key] = result
-            results.append(result)
         log(f"built {name}: {params / 1e6:.2f} M params, {macs / 1e9:.2f} GMACs at {settings.size[0]}x{settings.size[1]}")
+    return {"results": results, "skipped": skipped, "single": single, "batched": batched, "specs": specs,
+            "by_key": by_key}
 
-    matmul_fn, matmul_flops = matmul_entry(settings.threads, device)
-    single["__matmul__"] = matmul_fn
-    log(f"timing {len(single) - 1} entries + matmul, {settings.runs} interleaved rounds after {settings.warmup} warm-up calls")
-    times = interleaved_times(single, settings.runs, settings.warmup, device)
-    matmul_gflops = matmul_flops / statistics.median(times.pop("__matmul__")) / 1e9
-    for key, values in times.items():
-        r = by_key[key]
-        r.latency_ms_median = 1e3 * statistics.median(values)
-        r.latency_ms_p90 = 1e3 * percentile(values, 90)
-        r.gflops_achieved = 2 * r.gmacs / (r.latency_ms_median / 1e3)
-        r.matmul_share = r.gflops_achieved / matmul_gflops
-        r.throughput_img_s = 1e3 / r.latency_ms_median
-    if batched:
-        log(f"throughput at batch {settings.batch}: {settings.throughput_runs} interleaved rounds")
-        for key, values in interleaved_times(batched, settings.throughput_runs, 1, device).items():
-            by_key[key].throughput_img_s = settings.batch / statistics.median(values)
 
-    if settings.memory:
-        for key, result in by_key.items():
-            if device.type == "cuda":
-                result.peak_mem_mb, result.extra["memory_method"] = _cuda_peak_mb(single[key], device), "max_memory_allocated"
-                continue
-            log(f"peak memory of {key} (fresh process)")
-            mem = measure_cpu_memory(specs[key])
-            if "error" in mem:
-                result.extra["memory_error"] = mem["error"]
-            else:
-                result.peak_mem_mb, result.extra["memory_method"] = mem["peak_mem_mb"], mem["memory_method"]
-
-    reference = settings.reference or (results[0].model if results else None)
-    add_ratios(results, reference)
-    return {
-        "settings": {**asdict(settings), "size": list(settings.size), "encoder": encoder, "reference": reference},
-        "environment": environment(settings.threads, device),
-        "matmul_gflops": matmul_gflops,
-        "matmul_size": MATMUL_SIZE,
-        "skipped": skipped,
-        "results": [asdict(r) for r in results],
-        "goals": speed_goals(results),
-    }
+def _measure_memory(by_key: dict[str, Result], single: dict, specs: dict, device: torch.device,
+                    log: Callable[[str], None]) -> None:
+    for key, result in by_key.items():
+        if device.type == "cuda":
+            result.peak_mem_mb, result.extra["memory_method"] = _cuda_peak_mb(single[key], device), "max_memory_allocated"
+            continue
+        log(f"peak memory of {key} (fresh process)")
+        mem = measure_cpu_memory(specs[key])
+        if "error" in mem:
+            result.extra["memory_error"] = mem["error"]
+        else:
+            result.peak_mem_mb, result.extra["memory_method"] = mem["peak_mem_mb"], mem["memory_method"]
 
 
 def _cuda_peak_mb(fn: Callable[[], object], device: torch.device) -> float:

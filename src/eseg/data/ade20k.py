@@ -1,7 +1,7 @@
 """ADE20K SceneParsing (ADEChallengeData2016)::
 
-    root/images/{training,validation}/ADE_*_XXXXXXXX.jpg
-    root/annotations/{training,validation}/ADE_*_XXXXXXXX.png
+    root/images/{training,validation}/ADE_train_00000001.jpg, ...
+    root/annotations/{training,validation}/ADE_train_00000001.png, ...
 
 ``root`` may be the ADEChallengeData2016 folder or its parent. Split names 'train'/'val' are
 accepted for 'training'/'validation'. 150 classes: annotation value 0 ("other") becomes the
