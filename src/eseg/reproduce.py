@@ -53,6 +53,7 @@ QUICK = {"seeds": (0,), "steps": 25, "val_images": 12, "latency_runs": 5}
 BN_BATCHES = 25  # precise-BN batches per run (see recompute_bn_statistics)
 FULL_LATENCY_RUNS = 20
 JSON_FILE, MARKDOWN_FILE = "claims.json", "claims.md"
+RESULT_FILE = "claims_result.json"  # per run folder: the run's config and scores
 PLOT_MAX_LEVEL, PLOT_LATENCY = "img/claims_miou_vs_max_level.png", "img/claims_miou_vs_latency.png"
 DEFAULT_THREADS = 2  # the issue's machine: 2 CPU cores
 
@@ -127,7 +128,7 @@ def train_run(cfg: dict, run_dir: Path, *, val_images: int | None, bn_batches: i
         recompute_bn_statistics(trainer, bn_batches)
     metrics = validation_metrics(trainer.model, trainer.val_set, val_images, cfg["eval"]["batch_size"])
     trainer.model.save_pretrained(run_dir / "model")
-    return {
+    result = {
         "seed": cfg["train"]["seed"],
         "mIoU": metrics["mIoU"],
         **context_scores(metrics),
@@ -138,6 +139,19 @@ def train_run(cfg: dict, run_dir: Path, *, val_images: int | None, bn_batches: i
         "train_seconds": round(train_seconds, 1),
         "run_dir": str(run_dir),
     }
+    fileio.write_json(run_dir / RESULT_FILE, {"config": cfg, "result": result})
+    return result
+
+
+def finished_result(cfg: dict, run_dir: Path) -> dict | None:
+    """The saved result of a finished run with exactly this config, else None (for --reuse)."""
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    expected = json.loads(json.dumps(cfg))
+    expected["run"]["out"] = str(run_dir)  # as train_run sets it
+    return saved["result"] if saved.get("config") == expected else None
 
 
 def build_model(cfg: dict):
@@ -528,6 +542,13 @@ def run_claims(args: argparse.Namespace) -> dict:
     }
     jobs = [(experiment_config(config_dir, n, seed, overrides), work_dir / n / f"seed{seed}", n)
             for seed in seeds for n in names]
+    if args.reuse:
+        for cfg, run_dir, name in list(jobs):
+            result = finished_result(cfg, run_dir)
+            if result is not None and result["val_images"] == (val_images or result["val_images"]):
+                experiments[name]["runs"].append(result)
+                jobs.remove((cfg, run_dir, name))
+        print(f"reusing {len(seeds) * len(names) - len(jobs)} finished run(s) from {work_dir}", flush=True)
     for done, (name, result) in enumerate(run_jobs(jobs, args, val_images), 1):
         experiments[name]["runs"].append(result)
         print(f"[{done}/{len(jobs)}] {name} seed {result['seed']}: mIoU {100 * result['mIoU']:.1f}, context mIoU "
@@ -568,6 +589,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra config override applied to every run (repeatable)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads for training and timing")
     parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel worker processes (threads split among them)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="skip runs whose folder already holds a result for the same config (resume an interrupted run)")
     parser.add_argument("--config-dir", default="configs/claims", help="folder of base.yaml and the experiment files")
     parser.add_argument("--out", help="where claims.json, claims.md and img/ go (default docs/, quick: runs/claims_quick)")
     parser.add_argument("--work-dir", help="run folders (default runs/claims or runs/claims_quick)")
