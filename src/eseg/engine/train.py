@@ -557,7 +557,8 @@ def summary_lines(run_dir: Path, metrics: dict, best_step) -> list[str]:
              f"  overlays          {run_dir / 'overlays'}/",
              f"  predictions       {run_dir / 'predictions'}/",
              "  per-class IoU     " + ", ".join(f"{name} {v['IoU']:.3f}" for name, v in metrics["per_class"].items()),
-             f"final val mIoU: {metrics['mIoU']:.4f}  (pixel accuracy {metrics['aAcc']:.4f})"]
+             f"val mIoU of the best checkpoint (step {best_step}): {metrics['mIoU']:.4f}  "
+             f"(pixel accuracy {metrics['aAcc']:.4f})"]
     return lines
 
 
