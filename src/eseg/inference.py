@@ -126,17 +126,17 @@ def load_runner(path: str | Path, backend: str = "torch", *, device: str | torch
 def to_rgb_uint8(image: ImageInput) -> np.ndarray:
     """Any supported input as a uint8 RGB (H, W, 3) array.
 
-    Paths go through :func:`eseg.data.io.read_image` (EXIF, grayscale, RGBA, 16-bit and palette
-    files handled, ``DataError`` on corrupt files). PIL images and arrays get the same conversions.
+    Paths and PIL images go through :mod:`eseg.data.io` (EXIF, grayscale, RGBA, 16-bit and palette
+    handled, ``DataError`` on corrupt files); arrays get the same conversions.
     """
     from PIL import Image
 
-    from .data.io import read_image
+    from .data.io import image_to_rgb, read_image
 
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):
-        image = _pil_to_array(image)
+        return image_to_rgb(image)
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[..., None]
@@ -156,20 +156,6 @@ def to_rgb_uint8(image: ImageInput) -> np.ndarray:
         alpha = array[..., 3:4].astype(np.float32) / 255.0
         array = (array[..., :3].astype(np.float32) * alpha).round().astype(np.uint8)
     return np.ascontiguousarray(array)
-
-
-def _pil_to_array(image) -> np.ndarray:
-    from PIL import ImageOps
-
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("P", "PA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-        image = image.convert("RGBA" if image.mode in ("P", "PA", "LA") else "RGB")
-    array = np.asarray(image)
-    if image.mode.startswith("I;16") or (image.mode == "I" and array.max(initial=0) > 255):
-        array = array.astype(np.uint16)
-    elif image.mode == "I":
-        array = array.astype(np.uint8)
-    return array
 
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

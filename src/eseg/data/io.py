@@ -51,11 +51,15 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3) whatever its mode, honouring EXIF orientation."""
     path = Path(path)
-    img = _open_fully(path)
+    return image_to_rgb(_open_fully(path), source=str(path))
+
+
+def image_to_rgb(img: Image.Image, *, source: str = "image") -> np.ndarray:
+    """A PIL image of any mode as uint8 RGB (H, W, 3), honouring EXIF orientation."""
     try:
         img = ImageOps.exif_transpose(img)
     except Exception as exc:  # a broken EXIF block must not hide the pixels; report it clearly
-        raise DataError(f"{path}: unreadable EXIF orientation ({exc})") from exc
+        raise DataError(f"{source}: unreadable EXIF orientation ({exc})") from exc
     mode = img.mode
     if mode in ("P", "PA"):
         img = img.convert("RGBA")
