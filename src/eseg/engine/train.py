@@ -125,13 +125,6 @@ def denormalize(image: torch.Tensor, mean, std) -> np.ndarray:
     return pixels.round().byte().permute(1, 2, 0).numpy()
 
 
-def save_png(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
-    with fileio.atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
 # --------------------------------------------------------------------------------------------
 # metrics files
 
@@ -238,7 +231,7 @@ def write_overlays(model: ESeg, dataset, count: int, folder: Path, device: torch
     for index, image, mask, pred in predict_images(model, dataset, count, device):
         gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
         panel = np.concatenate([overlay(image, mask, palette), gap, overlay(image, pred, palette)], axis=1)
-        save_png(folder / f"{index:04d}.png", panel)
+        fileio.write_png(folder / f"{index:04d}.png", panel)
 
 
 def write_predictions(model: ESeg, dataset, count: int, folder: Path, device: torch.device) -> None:
@@ -247,10 +240,10 @@ def write_predictions(model: ESeg, dataset, count: int, folder: Path, device: to
 
     palette = dataset.palette
     for index, image, mask, pred in predict_images(model, dataset, count, device):
-        save_png(folder / f"{index:04d}_pred.png", colorize(pred, palette))
+        fileio.write_png(folder / f"{index:04d}_pred.png", colorize(pred, palette))
         gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
         panel = [image, gap, overlay(image, mask, palette), gap, overlay(image, pred, palette)]
-        save_png(folder / f"{index:04d}_panel.png", np.concatenate(panel, axis=1))
+        fileio.write_png(folder / f"{index:04d}_panel.png", np.concatenate(panel, axis=1))
 
 
 # --------------------------------------------------------------------------------------------
