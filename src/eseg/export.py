@@ -321,20 +321,13 @@ def format_parity(label: str, results: list[dict], atol: float | None) -> str:
 def build_eval_dataset(spec: str, *, mean, std, size: tuple[int, int], num_images: int):
     """``spec``: ``synthetic`` (the embedded street scenes at ``size``) or a YAML/JSON file
     holding a dataset spec as in a training config's ``data.dataset``; the ``val`` split."""
-    from .data import build_dataset
+    from .data import build_dataset, load_dataset_spec
     from .data.transforms import build_eval_transform
 
     if spec == "synthetic":
         dataset_spec: dict = {"type": "synthetic", "num_images": num_images, "size": list(size)}
     else:
-        path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"dataset spec '{spec}' is neither 'synthetic' nor an existing YAML/JSON file")
-        import yaml
-
-        dataset_spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if not isinstance(dataset_spec, dict):
-            raise ConfigError(f"'{path}' must hold a dataset mapping like {{type: folder, root: ...}}")
+        dataset_spec = load_dataset_spec(spec)
     dataset = build_dataset(dataset_spec, "val", transform=build_eval_transform(mean=mean, std=std))
     if len(dataset) > num_images:
         subset = torch.utils.data.Subset(dataset, range(num_images))

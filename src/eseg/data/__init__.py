@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -53,6 +54,28 @@ def _synthetic_count(num_images: Any, split: str) -> int:
     return num_images
 
 
+def load_dataset_spec(path: str | Path) -> dict:
+    """Read a dataset spec file (YAML or JSON), e.g. ``{type: cityscapes, root: DIR}``.
+
+    An experiment-style ``{dataset: {...}}`` wrapper is unwrapped. The keys are checked later by
+    :func:`build_dataset`.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"dataset spec '{path}' does not exist; pass a YAML file like {{type: folder, root: DIR}}")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"dataset spec '{path}' is not valid YAML: {exc}") from exc
+    if isinstance(spec, dict) and "type" not in spec and isinstance(spec.get("dataset"), dict):
+        spec = spec["dataset"]
+    if not isinstance(spec, dict):
+        raise ConfigError(f"dataset spec '{path}' must hold a mapping like {{type: cityscapes, root: DIR}}")
+    return spec
+
+
 def build_dataset(spec: Mapping[str, Any], split: str, *, transform=None) -> SegDataset:
     """Build the dataset described by ``spec`` (see the module docstring) for ``split``."""
     if not isinstance(spec, Mapping) or "type" not in spec:
@@ -80,6 +103,7 @@ def build_dataset(spec: Mapping[str, Any], split: str, *, transform=None) -> Seg
 
 
 __all__ = [
+    "load_dataset_spec",
     "ADE20KDataset", "BAD_DATA_POLICIES", "BadDataWarning", "CONTEXT_CLASSES", "CityscapesDataset",
     "DATASET_TYPES", "FolderDataset", "IMAGE_EXTENSIONS", "SegDataset", "SyntheticStreets",
     "build_dataset", "build_eval_transform", "build_train_transform", "read_image", "read_mask",

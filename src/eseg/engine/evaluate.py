@@ -296,19 +296,9 @@ def _resolve_target(args: argparse.Namespace) -> tuple[Path, dict | None, str | 
 
 def _dataset_spec(args: argparse.Namespace, config_spec: dict | None) -> dict:
     if args.data:
-        import yaml
+        from ..data import load_dataset_spec
 
-        path = Path(args.data)
-        if not path.is_file():
-            raise ConfigError(f"--data '{path}' does not exist; pass a dataset spec YAML")
-        try:
-            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--data '{path}' is not valid YAML: {exc}") from exc
-        if not isinstance(spec, dict):
-            raise ConfigError(f"--data '{path}' must hold a mapping like {{type: cityscapes, root: DIR}}")
-        if "type" not in spec and isinstance(spec.get("dataset"), dict):
-            spec = spec["dataset"]  # a {dataset: {...}} wrapper
+        spec = load_dataset_spec(args.data)
     elif args.data_type or args.data_root:
         spec = dict(config_spec or {}) if args.data_type is None else {}
         if args.data_type:
