@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CORE := $(VENV)/.eseg-core
 TEST := $(VENV)/.eseg-test
 
-.PHONY: install test demo models clean
+.PHONY: install test demo models claims clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: $(CORE)
 
 models: $(CORE)
 	$(VENV)/bin/eseg models
+
+# docs/claims.md: 5 experiments x 3 seeds, about 45 min on 2 CPU cores
+claims: $(CORE)
+	$(VENV)/bin/eseg reproduce --jobs 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

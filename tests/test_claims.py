@@ -1,5 +1,6 @@
 """`eseg reproduce` (the claims harness) and the DeepLabV3+ baseline it trains."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ from PIL import Image
 import eseg
 from eseg.cli import main
 from eseg.errors import ConfigError
-from eseg.reproduce import EXPERIMENTS, compare, context_scores
+from eseg.config import load_config
+from eseg.models.padding import padded_size
+from eseg.reproduce import EXPERIMENTS, compare, context_scores, level_ladder, padding_text
 
 TINY_DEEPLAB = dict(backbone="tinynet_e", fpn_kind="deeplabv3plus", max_level=4, fpn_width=16, head_width=16)
 
@@ -59,6 +62,17 @@ def test_context_scores_and_noise_rule_against_hand_computed_values():
     assert a_to_b["verdict"] == "higher"  # 0.06 > hypot(0.03, 0.04)
     assert compare(doc, "b", "a")["verdict"] == "lower"
     assert compare(doc, "a", "c")["verdict"] == "within noise"  # 0.03 < 0.05
+
+
+def test_claims_geometry_mirrors_the_papers_ladder_without_padding():
+    assert level_ladder((1024, 2048)) == "32x64 / 8x16 / 2x4"  # the paper's Cityscapes maps
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "claims" / "base.yaml")
+    size = tuple(cfg["data"]["dataset"]["size"])
+    assert tuple(cfg["data"]["crop_size"]) == size  # train on whole images: the cue is never cropped away
+    assert padded_size(*size, 2**9) == size, "a P9 model would pad the claims images: costs would differ"
+    assert level_ladder(size) == "16x32 / 4x8 / 1x2"
+    assert "no model pads" in padding_text(size)
+    assert "512x512 canvas (2.0x the pixels)" in padding_text((256, 512))
 
 
 def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):

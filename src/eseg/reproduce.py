@@ -13,7 +13,7 @@ timing) of each architecture, and writes ``claims.json`` (raw), ``claims.md`` (t
 and ``img/claims_*.png`` (plots) into ``--out``::
 
     eseg reproduce                   # the full run: 5 experiments x 3 seeds -> docs/
-    eseg reproduce --quick           # 1 seed, 25 steps -> runs/claims_quick/ (a smoke run)
+    eseg reproduce --quick           # 1 seed, 20 steps -> runs/claims_quick/ (a smoke run)
     eseg reproduce --report-only     # re-render claims.md and the plots from claims.json
 
 Accuracy is the mIoU of the final weights (no checkpoint selection on the validation images),
@@ -35,7 +35,7 @@ import yaml
 
 from . import fileio
 from .config import load_config
-from .data.synthetic import CONTEXT_CLASSES
+from .data.synthetic import CONTEXT_CLASSES, HORIZON_RANGE
 from .errors import ConfigError
 
 # name -> label; each is configs/claims/<name>.yaml. Order = table order.
@@ -49,7 +49,7 @@ EXPERIMENTS: dict[str, str] = {
 MAX_LEVEL_SERIES = ("eseg_p5", "eseg_p7", "eseg_p9")
 ESEG, FPN, DEEPLAB = "eseg_p9", "fpn_p9", "deeplabv3plus_os16"
 DEFAULT_SEEDS = (0, 1, 2)
-QUICK = {"seeds": (0,), "steps": 25, "val_images": 12, "latency_runs": 5}
+QUICK = {"seeds": (0,), "steps": 20, "val_images": 8, "latency_runs": 5, "bn_batches": 10}
 BN_BATCHES = 25  # precise-BN batches per run (see recompute_bn_statistics)
 FULL_LATENCY_RUNS = 20
 JSON_FILE, MARKDOWN_FILE = "claims.json", "claims.md"
@@ -272,6 +272,9 @@ def _delta(cmp: dict) -> str:
 
 def verdict_lines(doc: dict) -> list[str]:
     lines = [] if doc["claims"] else ["No claim could be judged: the run lacks the experiments a claim compares."]
+    if len(doc["settings"]["seeds"]) < 2:
+        lines += ["With one seed there is no run-to-run noise to judge against: every difference counts, so "
+                  "these verdicts are a smoke test, not evidence.", ""]
     for claim in doc["claims"]:
         status = "**reproduced**" if claim["reproduced"] else "**not reproduced**"
         lines.append(f"{claim['claim']}. *{claim['text']}* — {status} in our setting.")
@@ -306,25 +309,38 @@ How our setting differs from the paper's:
 
 - **synthetic data**: the embedded procedural street scenes (`eseg.data.synthetic`, 8 classes),
   built so that road and sidewalk have the same local appearance and differ only by context: a
-  ground column is sidewalk when a building stands above it at the horizon, up to ~60 % of the
-  image height away. The "context classes" columns score exactly those two classes;
+  ground column is sidewalk when a building stands above it at the horizon, which lies up to
+  ~60 % of the image height ({cue_px} px here) above the lowest ground pixels. The "context
+  classes" columns score exactly those two classes;
 - **CPU and a tiny budget**: {threads} CPU threads, a few minutes per run, batch {batch}, {steps} steps,
   {size_h}x{size_w} images; small models (`{backbone}` backbone, BiFPN width {width}, {repeats} repeats);
 - **no pretraining**: every backbone starts from random weights.
 
-What makes max_level matter at this size: the context cue (the building's foot at the horizon)
-lies 100-160 px above the lowest ground pixels. P5 (stride 32) is an 8x16 map at {size_h}x{size_w}, so the cue is several P5 cells away and
-must travel through stacked 3x3 convolutions; P7 is a 2x4 map whose cells already span the cue.
-On the paper's 1024x2048 images the same map sizes are P7 (8x16) and P9 (2x4): our P5/P7 play the
-roles of the paper's P7/P9. Our P9 lies beyond the image: ESeg pads every input to a multiple of
-2**max_level, so a P9 model runs on a 512x512 canvas (2x the pixels of a 256x512 image), which is
-visible in its GMACs and latency. At Cityscapes sizes that padding costs nothing.
+Why max_level can matter at this size: P5 / P7 / P9 are {ladder} maps at {size_h}x{size_w},
+against 32x64 / 8x16 / 2x4 on the paper's 1024x2048 images. {padding}
 """
+
+
+def level_ladder(size: tuple[int, int], levels=(5, 7, 9)) -> str:
+    """The P-level map sizes of an input, e.g. '16x32 / 4x8 / 1x2' for 512x1024."""
+    return " / ".join("{}x{}".format(*[-(-side // 2**level) for side in size]) for level in levels)
+
+
+def padding_text(size: tuple[int, int]) -> str:
+    from .models.padding import padded_size
+
+    canvas = padded_size(size[0], size[1], 2**9)
+    if tuple(canvas) == tuple(size):
+        return (f"512 divides {size[0]}x{size[1]}, so no model pads its input: every experiment "
+                "computes on the same canvas.")
+    extra = canvas[0] * canvas[1] / (size[0] * size[1])
+    return (f"ESeg pads every input to a multiple of 2**max_level, so a P9 model computes on a "
+            f"{canvas[0]}x{canvas[1]} canvas ({extra:.1f}x the pixels), visible in its GMACs and latency.")
 
 
 def render_markdown(doc: dict) -> str:
     settings = doc["settings"]
-    model = settings["model"]
+    model, size = settings["model"], settings["image_size"]
     parts = [
         "# ESeg's claims in miniature",
         "",
@@ -335,9 +351,10 @@ def render_markdown(doc: dict) -> str:
         f"{doc['total_minutes']:.1f} min in total on {doc['environment']['cpu']} ({doc['environment']['threads']} threads), "
         f"{doc['environment']['time']}.",
         "",
-        SETTING_TEXT.format(batch=settings["batch_size"], steps=settings["steps"], size_h=settings["image_size"][0],
-                            size_w=settings["image_size"][1], width=model.get("fpn_width"),
-                            repeats=model.get("fpn_repeats"), backbone=model.get("backbone"), threads=doc["environment"]["threads"]),
+        SETTING_TEXT.format(batch=settings["batch_size"], steps=settings["steps"], size_h=size[0], size_w=size[1],
+                            width=model.get("fpn_width"), repeats=model.get("fpn_repeats"),
+                            backbone=model.get("backbone"), threads=doc["environment"]["threads"],
+                            cue_px=round((1 - HORIZON_RANGE[0]) * size[0]), ladder=level_ladder(size), padding=padding_text(size)),
         "## Verdicts",
         "",
         *verdict_lines(doc),
@@ -477,20 +494,20 @@ def _run_job(job: tuple, threads: int, val_images: int | None, bn_batches: int) 
     return name, train_run(cfg, run_dir, val_images=val_images, bn_batches=bn_batches)
 
 
-def run_jobs(jobs: list[tuple], args: argparse.Namespace, val_images: int | None):
+def run_jobs(jobs: list[tuple], args: argparse.Namespace, val_images: int | None, bn_batches: int):
     """Yield (experiment, result) as runs finish: in this process, or with ``--jobs N`` in N worker
     processes sharing the ``--threads`` (on a busy or 2-core machine, 2 single-thread runs beat one
     2-thread run: depthwise convolutions scale poorly over threads)."""
     if args.jobs <= 1:
         for job in jobs:
-            yield _run_job(job, args.threads, val_images, args.bn_batches)
+            yield _run_job(job, args.threads, val_images, bn_batches)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, args.threads // args.jobs)
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_job, job, threads, val_images, args.bn_batches) for job in jobs]
+        futures = [pool.submit(_run_job, job, threads, val_images, bn_batches) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
 
@@ -500,7 +517,7 @@ def command_line(args: argparse.Namespace) -> str:
     parts = ["eseg reproduce"] + (["--quick"] if args.quick else [])
     for flag, value in (("--seeds", args.seeds and ",".join(map(str, args.seeds))), ("--steps", args.steps),
                         ("--val-images", args.val_images), ("--latency-runs", args.latency_runs),
-                        ("--bn-batches", args.bn_batches if args.bn_batches != BN_BATCHES else None),
+                        ("--bn-batches", args.bn_batches),
                         ("--experiments", args.experiments and ",".join(args.experiments))):
         if value is not None:
             parts.append(f"{flag} {value}")
@@ -529,6 +546,7 @@ def run_claims(args: argparse.Namespace) -> dict:
     steps = args.steps if args.steps is not None else preset.get("steps")
     val_images = args.val_images if args.val_images is not None else preset.get("val_images")
     latency_runs = args.latency_runs or preset.get("latency_runs", FULL_LATENCY_RUNS)
+    bn_batches = args.bn_batches if args.bn_batches is not None else preset.get("bn_batches", BN_BATCHES)
     overrides = budget_overrides(steps, args.set)
     out_dir, work_dir = Path(args.out), Path(args.work_dir)
 
@@ -549,7 +567,7 @@ def run_claims(args: argparse.Namespace) -> dict:
                 experiments[name]["runs"].append(result)
                 jobs.remove((cfg, run_dir, name))
         print(f"reusing {len(seeds) * len(names) - len(jobs)} finished run(s) from {work_dir}", flush=True)
-    for done, (name, result) in enumerate(run_jobs(jobs, args, val_images), 1):
+    for done, (name, result) in enumerate(run_jobs(jobs, args, val_images, bn_batches), 1):
         experiments[name]["runs"].append(result)
         print(f"[{done}/{len(jobs)}] {name} seed {result['seed']}: mIoU {100 * result['mIoU']:.1f}, context mIoU "
               f"{100 * result['context_mIoU']:.1f} ({result['train_seconds']:.0f} s; "
@@ -565,7 +583,7 @@ def run_claims(args: argparse.Namespace) -> dict:
         "command": command_line(args),
         "environment": environment(args.threads),
         "settings": settings_of(configs[names[0]], seeds, out_dir, overrides, experiments[names[0]]["runs"],
-                                args.bn_batches),
+                                bn_batches),
         "latency_runs": latency_runs,
         "experiments": experiments,
         "total_minutes": (time.perf_counter() - start) / 60,
@@ -577,12 +595,13 @@ def run_claims(args: argparse.Namespace) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: seeds {list(QUICK['seeds'])}, {QUICK['steps']} steps, {QUICK['val_images']} "
-                             "val images (default --out runs/claims_quick)")
+                             f"val images, {QUICK['bn_batches']} precise-BN batches (default --out runs/claims_quick)")
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], help="comma-separated, default 0,1,2")
     parser.add_argument("--steps", type=int, help="training steps per run (default: configs/claims/base.yaml)")
     parser.add_argument("--val-images", type=int, help="validate on the first N images (default: all)")
-    parser.add_argument("--bn-batches", type=int, default=BN_BATCHES,
-                        help="training batches for precise BN statistics before evaluation (0 = keep running stats)")
+    parser.add_argument("--bn-batches", type=int,
+                        help=f"training batches for precise BN statistics before evaluation (default {BN_BATCHES}, "
+                             f"quick: {QUICK['bn_batches']}; 0 = keep the running statistics)")
     parser.add_argument("--latency-runs", type=int, help=f"interleaved timing rounds (default {FULL_LATENCY_RUNS})")
     parser.add_argument("--experiments", type=lambda s: s.split(","), help=f"subset of {','.join(EXPERIMENTS)}")
     parser.add_argument("--set", action="append", default=[], metavar="section.key=value",

@@ -45,6 +45,7 @@ CLASSES = SYNTHETIC_CLASSES
 CONTEXT_CLASSES = ("road", "sidewalk")
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, CAR, PERSON, POLE = range(len(CLASSES))
 DEFAULT_SIZE = (256, 512)
+HORIZON_RANGE = (0.38, 0.52)  # share of the image height above the ground
 
 
 def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -243,7 +244,7 @@ def render_street(rng: np.random.Generator, size: tuple[int, int] = DEFAULT_SIZE
     image = np.empty((height, width, 3), dtype=np.float32)
     label = np.empty((height, width), dtype=np.uint8)
 
-    horizon = int(rng.uniform(0.38, 0.52) * height)
+    horizon = int(rng.uniform(*HORIZON_RANGE) * height)
     left_edge = int(rng.uniform(0.18, 0.42) * width) if rng.random() < 0.85 else 0
     right_edge = width - int(rng.uniform(0.18, 0.42) * width) if rng.random() < 0.85 else width
     blocks = [(a, b) for a, b in ((0, left_edge), (right_edge, width)) if b > a]
