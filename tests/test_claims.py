@@ -103,6 +103,7 @@ def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):
     table = [line for line in markdown.splitlines() if line.startswith("| ") and "`" in line and "±" in line]
     assert len(table) == len(EXPERIMENTS)
     assert "eseg reproduce --quick --steps 2" in markdown
+    assert "With one seed there is no run-to-run noise" in markdown  # a smoke run is not evidence
     for rel in ("img/claims_miou_vs_max_level.png", "img/claims_miou_vs_latency.png"):
         assert f"]({rel})" in markdown
         with Image.open(out / rel) as image:
