@@ -30,7 +30,7 @@ demo: $(CORE)
 models: $(CORE)
 	$(VENV)/bin/eseg models
 
-# docs/claims.md: 5 experiments x 3 seeds, about 45 min on 2 CPU cores
+# docs/claims.md: 5 experiments x 3 seeds, about 50 min on 2 CPU cores
 claims: $(CORE)
 	$(VENV)/bin/eseg reproduce --jobs 2
 
