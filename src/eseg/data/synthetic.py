@@ -156,19 +156,30 @@ def _perspective(y: float, horizon: int, height: int) -> float:
     return (y - horizon) / max(1, height - 1 - horizon)
 
 
+def _place(rng, span, margin, foot, obj_h, obj_w):
+    """Put an obj_h x obj_w object standing on row ``foot`` at a random column inside ``span``
+    (keeping ``margin`` px from its ends): (top, left, row grid, column grid) relative to the
+    object's box, or None when the span is too narrow."""
+    lo, hi = span[0] + margin, span[1] - margin - obj_w
+    if hi <= lo:
+        return None
+    left = int(rng.uniform(lo, hi))
+    top = foot - obj_h
+    yy = np.arange(obj_h)[:, None]
+    xx = np.arange(obj_w)[None, :]
+    return top, left, yy, xx
+
+
 def _draw_car(rng, image, label, horizon, road, unit):
     height = image.shape[0]
     bottom = int(rng.uniform(horizon + 0.25 * (height - horizon), height - 1))
     scale = _perspective(bottom, horizon, height)
     car_h = max(8, int(scale * 0.3 * height))
     car_w = int(car_h * rng.uniform(1.8, 2.4))
-    lo, hi = road[0] + 3, road[1] - 3 - car_w
-    if hi <= lo:
+    placed = _place(rng, road, 3, bottom, car_h, car_w)
+    if placed is None:
         return
-    left = int(rng.uniform(lo, hi))
-    top = bottom - car_h
-    yy = np.arange(top, bottom)[:, None] - top
-    xx = np.arange(left, left + car_w)[None, :] - left
+    top, left, yy, xx = placed
     body = (yy >= 0.42 * car_h) & (yy < 0.85 * car_h) & (xx >= 0)
     cabin = (yy < 0.42 * car_h) & (xx >= 0.18 * car_w) & (xx < 0.8 * car_w)
     wheel_r = 0.17 * car_h
@@ -190,13 +201,10 @@ def _draw_person(rng, image, label, horizon, walk):
     scale = _perspective(feet, horizon, height)
     person_h = max(12, int((0.14 + 0.34 * scale) * height))
     person_w = max(5, int(person_h * 0.32))
-    lo, hi = walk[0] + 2, walk[1] - 2 - person_w
-    if hi <= lo:
+    placed = _place(rng, walk, 2, feet, person_h, person_w)
+    if placed is None:
         return
-    left = int(rng.uniform(lo, hi))
-    top = feet - person_h
-    yy = np.arange(top, feet)[:, None] - top
-    xx = np.arange(left, left + person_w)[None, :] - left
+    top, left, yy, xx = placed
     head_r = 0.5 * person_w * 0.8
     head = (xx - person_w / 2) ** 2 + (yy - head_r) ** 2 < head_r**2
     torso = (yy >= 2 * head_r) & (yy < 0.58 * person_h) & (xx >= 0)
