@@ -275,6 +275,18 @@ def test_bad_data_skip_policy_warns_counts_and_substitutes_deterministically(tmp
     assert "skipped 5 of 7" in summary and all(f"{n}.png" in summary for n in "bcdef")
 
 
+def test_scan_reports_every_bad_sample_up_front(tmp_path):
+    root = tmp_path / "ds"
+    _folder(root, names=("a", "b", "c", "d", "f", "g"))
+    _break_samples(root)
+    with pytest.warns(BadDataWarning):
+        dataset = build_dataset({"type": "folder", "root": str(root), "on_bad_data": "skip"}, "train")
+        problems = dataset.scan()
+    assert sorted(problems) == [1, 2, 3, 4, 5]  # b, c, d, e (no mask), f; a and g are good
+    assert "c.png" in problems[2] and "differs" in problems[2]
+    assert dataset.num_skipped == 5
+
+
 def test_every_sample_bad_is_an_error_even_when_skipping(tmp_path):
     root = tmp_path / "ds"
     _folder(root, names=("a",))
