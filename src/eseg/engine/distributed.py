@@ -75,12 +75,3 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
         dist.all_reduce(value)
         value /= info.world_size
     return value
-
-
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's value of a picklable object on every rank."""
-    if not info.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
