@@ -105,6 +105,16 @@ def test_fast_fusion_formula():
     assert torch.allclose(fusion(xs), torch.full((1, 1, 2, 2), expected))
 
 
+def test_sum_and_softmax_fusion_against_hand_values():
+    xs = [torch.full((1, 1, 2, 2), v) for v in (1.0, 5.0, 4.0)]
+    assert torch.equal(WeightedFusion(3, "sum")(iter(xs)), torch.full((1, 1, 2, 2), 10.0))  # a generator works too
+    attn = WeightedFusion(3, "attn")
+    with torch.no_grad():
+        attn.weight.copy_(torch.tensor([0.0, 0.0, float(torch.log(torch.tensor(2.0)))]))
+    expected = (1.0 + 5.0 + 2 * 4.0) / 4.0  # softmax weights 1/4, 1/4, 2/4
+    assert torch.allclose(attn(xs), torch.full((1, 1, 2, 2), expected))
+
+
 def test_save_load_round_trip_is_bit_identical(tmp_path):
     model = tiny_model(num_classes=3, class_names=["a", "b", "c"]).train()
     with torch.no_grad():  # move BN running stats away from their init

@@ -74,16 +74,15 @@ class WeightedFusion(nn.Module):
     def forward(self, inputs: Iterable[torch.Tensor]) -> torch.Tensor:
         """``inputs`` may be a generator: each input is consumed as soon as it is added, so a
         caller that produces them lazily never holds them all at once (the head at P2)."""
-        if self.weight is None:
-            return torch.stack(list(inputs), dim=0).sum(dim=0)
         if self.method == "fast":
             w = F.relu(self.weight)
             w = w / (w.sum() + FUSION_EPS)
-        else:
+        elif self.method == "attn":
             w = torch.softmax(self.weight, dim=0)
         out = None
         for i, x in enumerate(inputs):
-            out = x * w[i] if out is None else out + x * w[i]
+            term = x if self.weight is None else x * w[i]
+            out = term if out is None else out + term
         return out
 
 
