@@ -174,3 +174,26 @@ def test_bad_options_raise_config_errors(model):
         Segmenter(model, mode="tta", scales=(0.0,))
     with pytest.raises(ConfigError, match="crop"):
         Segmenter(model, mode="slide", crop=(0, 5))
+
+
+def test_resolve_palette_reads_classes_files_and_dataset_specs(tmp_path):
+    from eseg.inference import resolve_palette
+    from eseg.palette import get_palette
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "classes.yaml").write_text("names: [bg, cat]\ncolors: [[0, 0, 0], [250, 10, 20]]\n")
+    (tmp_path / "synthetic.yaml").write_text("type: synthetic\n")
+    (tmp_path / "folder.yaml").write_text(f"dataset: {{type: folder, root: {root}}}\n")
+    (tmp_path / "no_classes.yaml").write_text("type: folder\n")
+
+    colors, names = resolve_palette(root / "classes.yaml", 2, None)
+    assert names == ["bg", "cat"] and colors[1].tolist() == [250, 10, 20]
+    assert resolve_palette(root, 2, None)[1] == ["bg", "cat"]  # the dataset root finds its classes file
+    assert resolve_palette(tmp_path / "folder.yaml", 2, None)[1] == ["bg", "cat"]  # {dataset: {...}} unwrapped
+    colors, names = resolve_palette(tmp_path / "synthetic.yaml", 8, None)
+    assert names[:2] == ["road", "sidewalk"] and np.array_equal(colors, get_palette("synthetic", 8))
+    with pytest.raises(ConfigError, match="names no classes file or root"):
+        resolve_palette(tmp_path / "no_classes.yaml", 2, None)
+    with pytest.raises(ConfigError, match="lists 2 classes but the model predicts 3"):
+        resolve_palette(root / "classes.yaml", 3, None)

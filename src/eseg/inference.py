@@ -465,8 +465,7 @@ def _builtin_palette(name: str, num_classes: int) -> tuple[np.ndarray, list[str]
 
 def _classes_info(path: Path) -> dict | str:
     """A classes file's {'names', 'colors'}, or the built-in palette name a dataset spec implies."""
-    import yaml
-
+    from .data import load_dataset_spec
     from .data.folder import find_classes_file, load_classes_file
     from .palette import PALETTE_NAMES
 
@@ -474,22 +473,16 @@ def _classes_info(path: Path) -> dict | str:
         return load_classes_file(find_classes_file(path))
     if not path.is_file():
         raise ConfigError(f"--palette '{path}' is neither a built-in palette {list(PALETTE_NAMES)} nor an existing file or folder")
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--palette '{path}' is not valid YAML: {exc}") from exc
-        if isinstance(doc, dict) and isinstance(doc.get("dataset"), dict):
-            doc = doc["dataset"]  # an experiment-style {dataset: {...}} wrapper
-        if isinstance(doc, dict) and "type" in doc:
-            if doc["type"] in PALETTE_NAMES:
-                return doc["type"]
-            if doc.get("classes"):
-                return load_classes_file(doc["classes"])
-            if doc.get("root"):
-                return load_classes_file(find_classes_file(Path(doc["root"])))
-            raise ConfigError(f"--palette '{path}': dataset type {doc['type']!r} names no classes file or root")
-    return load_classes_file(path)
+    spec = load_dataset_spec(path) if path.suffix in (".yaml", ".yml") else {}
+    if "type" not in spec:
+        return load_classes_file(path)
+    if spec["type"] in PALETTE_NAMES:
+        return spec["type"]
+    if spec.get("classes"):
+        return load_classes_file(spec["classes"])
+    if spec.get("root"):
+        return load_classes_file(find_classes_file(Path(spec["root"])))
+    raise ConfigError(f"--palette '{path}': dataset type {spec['type']!r} names no classes file or root")
 
 
 # ----------------------------------------------------------------------------------------------
