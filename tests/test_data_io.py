@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eseg.data.io import read_image, read_mask
+from eseg.data.io import array_to_rgb, read_image, read_mask
 from eseg.errors import DataError
 
 
@@ -99,3 +99,18 @@ def test_rgb_mask_is_refused_with_explanation(tmp_path, rgb):
     Image.fromarray(rgb).save(tmp_path / "color_mask.png")
     with pytest.raises(DataError, match=r"color_mask\.png.*single-channel"):
         read_mask(tmp_path / "color_mask.png")
+
+
+def test_arrays_convert_like_the_files_holding_them(tmp_path, rgb):
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "d.png")
+    np.testing.assert_array_equal(array_to_rgb(values), read_image(tmp_path / "d.png"))
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(array_to_rgb(rgba), read_image(tmp_path / "a.png"))
+    np.testing.assert_array_equal(array_to_rgb(rgb / 255.0), rgb)  # float in 0..1
+    np.testing.assert_array_equal(array_to_rgb(rgb.astype(np.int64)), rgb)  # wide ints holding 0..255
+    with pytest.raises(DataError, match=r"frame\.npy: expected an \(H, W\).*shape \(4, 5, 2\)"):
+        array_to_rgb(np.zeros((4, 5, 2)), source="frame.npy")
+    with pytest.raises(DataError, match="unsupported image dtype"):
+        array_to_rgb(np.zeros((4, 5), dtype=object))

@@ -124,38 +124,17 @@ def load_runner(path: str | Path, backend: str = "torch", *, device: str | torch
 
 
 def to_rgb_uint8(image: ImageInput) -> np.ndarray:
-    """Any supported input as a uint8 RGB (H, W, 3) array.
-
-    Paths and PIL images go through :mod:`eseg.data.io` (EXIF, grayscale, RGBA, 16-bit and palette
-    handled, ``DataError`` on corrupt files); arrays get the same conversions.
-    """
+    """Any supported input as a uint8 RGB (H, W, 3) array, through :mod:`eseg.data.io` (EXIF,
+    grayscale, RGBA, 16-bit, float and palette handled; ``DataError`` on corrupt files)."""
     from PIL import Image
 
-    from .data.io import image_to_rgb, read_image
+    from .data.io import array_to_rgb, image_to_rgb, read_image
 
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):
         return image_to_rgb(image)
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise DataError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image array, got shape {array.shape}")
-    if array.dtype != np.uint8:
-        if array.dtype == np.uint16:
-            array = (array.astype(np.uint32) * 255 + 32767) // 65535  # 16-bit range to 8 bits
-        elif np.issubdtype(array.dtype, np.floating):
-            array = np.clip(array * 255.0 if array.max(initial=0) <= 1.0 else array, 0, 255).round()
-        else:
-            raise DataError(f"unsupported image dtype {array.dtype}; pass uint8, uint16 or float images")
-        array = array.astype(np.uint8)
-    if array.shape[2] == 1:
-        array = np.repeat(array, 3, axis=2)
-    elif array.shape[2] == 4:  # composite onto black, as read_image does
-        alpha = array[..., 3:4].astype(np.float32) / 255.0
-        array = (array[..., :3].astype(np.float32) * alpha).round().astype(np.uint8)
-    return np.ascontiguousarray(array)
+    return array_to_rgb(image, source="image array")
 
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -61,22 +61,34 @@ def image_to_rgb(img: Image.Image, *, source: str = "image") -> np.ndarray:
     except Exception as exc:  # a broken EXIF block must not hide the pixels; report it clearly
         raise DataError(f"{source}: unreadable EXIF orientation ({exc})") from exc
     mode = img.mode
-    if mode in ("P", "PA"):
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "La", "RGBa"):
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[..., 3:4] / 255.0
-        return (rgba[..., :3] * alpha).round().astype(np.uint8)  # composite onto black
-    if mode in ("RGB",):
-        return np.array(img, dtype=np.uint8)  # a writable copy (asarray of a PIL image is read-only)
+    if mode in ("P", "PA", "LA", "La", "RGBa"):
+        return array_to_rgb(np.asarray(img.convert("RGBA")), source=source)
+    if mode in ("RGB", "RGBA"):
+        return array_to_rgb(np.asarray(img), source=source)
     if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         return np.array(img.convert("RGB"), dtype=np.uint8)
     # single channel: L, 1, I, I;16*, F
-    gray = _to_uint8(np.asarray(img))
-    if gray.ndim == 3:  # e.g. 16-bit RGB read by PIL as multi-channel
-        return np.array(gray[..., :3])
-    return np.repeat(gray[..., None], 3, axis=2)
+    array = np.asarray(img)
+    return array_to_rgb(array[..., :3] if array.ndim == 3 else array, source=source)
+
+
+def array_to_rgb(array: np.ndarray, *, source: str = "image") -> np.ndarray:
+    """An (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array of any numeric dtype as a writable
+    uint8 RGB (H, W, 3): gray is repeated, alpha composited onto black, 16-bit and float rescaled."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise DataError(f"{source}: expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{source}: unsupported image dtype {array.dtype}; pass uint8, uint16 or float images")
+    array = _to_uint8(array)
+    if array.shape[2] == 1:
+        return np.repeat(array, 3, axis=2)
+    if array.shape[2] == 4:
+        alpha = array[..., 3:4].astype(np.float32) / 255.0
+        return (array[..., :3].astype(np.float32) * alpha).round().astype(np.uint8)  # composite onto black
+    return np.array(array, dtype=np.uint8)  # a writable copy (PIL-backed arrays are read-only)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
