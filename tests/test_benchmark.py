@@ -78,3 +78,25 @@ def test_ratios_and_goals_follow_from_the_measured_numbers():
     assert goals["eseg_lite_s onnxruntime speed-up over eager"]["met"] is True
     assert goals["eseg_lite_s (onnxruntime) achieved GFLOP/s share of matmul"]["value"] == pytest.approx(0.4)
     assert goals["eseg_lite_s eager peak memory / smp_deeplabv3plus eager"]["value"] == pytest.approx(0.4)
+
+
+def test_environment_works_without_the_onnx_extra(monkeypatch):
+    """eseg reproduce records the environment on a core install, where onnxruntime is absent."""
+    import importlib.metadata as metadata
+    import sys
+
+    import torch
+
+    from eseg.benchmark import environment
+
+    real_version = metadata.version
+
+    def version(name):
+        if name == "onnxruntime":
+            raise metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails
+    monkeypatch.setattr(metadata, "version", version)
+    env = environment(1, torch.device("cpu"))
+    assert env["onnxruntime"] is None and env["torch"] == torch.__version__

@@ -488,8 +488,12 @@ def speed_goals(results: list[Result], model: str = "eseg_lite_s") -> list[dict]
 
 
 def environment(threads: int, device: torch.device) -> dict:
-    import onnxruntime
+    from importlib import metadata
 
+    try:  # onnxruntime is an optional extra; eager-only runs (e.g. eseg reproduce) go without it
+        ort_version = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        ort_version = None
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -498,7 +502,7 @@ def environment(threads: int, device: torch.device) -> dict:
                 break
     except OSError:
         pass
-    env = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+    env = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort_version,
            "cpu": cpu, "threads": threads, "device": str(device), "command": " ".join(sys.argv),
            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     if device.type == "cuda":
