@@ -206,23 +206,13 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_report(metrics: dict, out_dir: str | Path, *, extra: dict | None = None) -> dict[str, Path]:
     """results.json (NaN written as null), the per-class IoU chart and the confusion matrix."""
     from ..viz import plot_confusion_matrix, plot_per_class_iou
 
     out_dir = Path(out_dir)
     paths = {"results": out_dir / RESULTS_FILE, "iou_chart": out_dir / IOU_CHART_FILE, "confusion": out_dir / CONFUSION_FILE}
-    fileio.write_json(paths["results"], _json_safe({**(extra or {}), **metrics}))
+    fileio.write_json(paths["results"], {**(extra or {}), **metrics})
     plot_per_class_iou(metrics["per_class"], paths["iou_chart"], title=f"per-class IoU (mIoU {100 * metrics['mIoU']:.2f})")
     plot_confusion_matrix(metrics["confusion_matrix"], list(metrics["per_class"]), paths["confusion"])
     return paths
