@@ -97,6 +97,17 @@ def test_run_folder_contents(tmp_path):
     assert best.config.class_names == list(eseg.data.synthetic.CLASSES)
     assert best.config.extra["palette"][0] == [int(c) for c in eseg.palette.get_palette("synthetic", 8)[0]]
 
+    def no_nan(token):
+        raise AssertionError(f"final_metrics.json holds {token}, which strict JSON readers refuse")
+
+    json.loads((run_dir / "final_metrics.json").read_text(), parse_constant=no_nan)
+    # --benchmark on a finished run folder times a few steps and leaves every file as it was
+    from eseg.cli import main
+
+    log_before = (run_dir / "metrics.jsonl").read_bytes()
+    assert main(["train", str(path), "--out", str(run_dir), "--benchmark", "1"]) == 0
+    assert (run_dir / "metrics.jsonl").read_bytes() == log_before
+
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
     path = tiny_config(tmp_path, train={"steps": 6, "checkpoint_interval": 2}, eval={"interval": 0})

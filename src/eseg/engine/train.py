@@ -312,8 +312,7 @@ class Trainer:
         self.best_metrics: dict | None = None  # full metrics of the best evaluation of this process
         if resume:
             self._resume()
-        self.log = MetricsLog(self.run_dir, enabled=self.info.is_main, tensorboard=cfg["run"]["tensorboard"],
-                              start_step=self.step)
+        self.log: MetricsLog | None = None  # opened by fit(): --benchmark must not touch the run folder
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -453,6 +452,8 @@ class Trainer:
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
+        self.log = MetricsLog(self.run_dir, enabled=self.info.is_main, tensorboard=self.cfg["run"]["tensorboard"],
+                              start_step=self.step)
         set_train_mode(self.net, tcfg["freeze_bn"])
         batches = iter(self._loader())
         bar = tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
