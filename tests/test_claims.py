@@ -65,7 +65,7 @@ def test_context_scores_and_noise_rule_against_hand_computed_values():
 
 
 def test_claims_geometry_mirrors_the_papers_ladder_without_padding():
-    assert level_ladder((1024, 2048)) == "32x64 / 8x16 / 2x4"  # the paper's Cityscapes maps
+    assert level_ladder((1024, 2048)) == "32x64 / 8x16 / 2x4"  # Cityscapes at its native size
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "claims" / "base.yaml")
     size = tuple(cfg["data"]["dataset"]["size"])
     assert tuple(cfg["data"]["crop_size"]) == size  # train on whole images: the cue is never cropped away

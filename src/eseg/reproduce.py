@@ -298,8 +298,8 @@ SETTING_TEXT = """\
 ## What is the paper's and what is ours
 
 - **The paper's** (Meng et al., *Revisiting Multi-Scale Feature Fusion for Semantic
-  Segmentation*, arXiv 2203.12683): the three claims below, made on Cityscapes (1024x2048) and
-  ADE20K with ImageNet-pretrained EfficientNet backbones and long GPU training. The only numbers
+  Segmentation*, arXiv 2203.12683): the three claims below, made on Cityscapes and ADE20K
+  with ImageNet-pretrained EfficientNet backbones and long GPU training. The only numbers
   of the paper we quote anywhere are ESeg-Lite-S 76.0 % mIoU at 189 FPS, ESeg-Lite-L 80.1 % at
   79 FPS and FasterSeg 73.1 % at 170 FPS (Cityscapes); none of them is comparable to this page.
 - **Ours**: every number on this page. The experiment design, the DeepLabV3+ implementation
@@ -317,7 +317,8 @@ How our setting differs from the paper's:
 - **no pretraining**: every backbone starts from random weights.
 
 Why max_level can matter at this size: P5 / P7 / P9 are {ladder} maps at {size_h}x{size_w},
-against 32x64 / 8x16 / 2x4 on the paper's 1024x2048 images. {padding}
+against 32x64 / 8x16 / 2x4 at Cityscapes' full 1024x2048 (the paper's evaluation size is not
+published; this is the dataset's native size). {padding}
 """
 
 
