@@ -9,6 +9,7 @@ import onnx  # noqa: E402
 
 from eseg import Segmenter  # noqa: E402
 from eseg.cli import main  # noqa: E402
+from eseg.engine.checkpoint import STATE_FILE  # noqa: E402
 from eseg.errors import CheckpointError  # noqa: E402
 from eseg.export import (  # noqa: E402
     META_CONFIG, OnnxRunner, check_parity, convert_fp16, export_onnx, quantize_onnx, read_metadata,
@@ -104,3 +105,16 @@ def test_export_cli_reports_parity_and_rejects_fp16_with_int8(exported, tmp_path
     assert "fp32 64x96: max |logit diff|" in out and "ok;" in out
     assert main(["export", str(exported[1].parent / "model"), "--fp16", "--quantize", "dynamic"]) == 2
     assert "exclusive" in capsys.readouterr().err
+
+
+def test_export_accepts_a_training_run_folder_and_writes_next_to_it(exported, tmp_path):
+    run = tmp_path / "run"
+    best = exported[0].save_pretrained(run / "checkpoints" / "best")  # the layout eseg train leaves:
+    torch.save({"step": 1}, best / STATE_FILE)  # a model folder plus its training state
+    assert main(["export", str(run), "--size", "64x96"]) == 0
+    graph = run / "model_64x96.onnx"
+    assert graph.is_file() and not (run / "checkpoints" / "best" / "model_64x96.onnx").exists()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = exported[0](x).numpy()
+    assert np.abs(OnnxRunner(graph)(x).numpy() - expected).max() < 1e-4

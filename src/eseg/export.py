@@ -394,14 +394,16 @@ def _default_out(model_dir: Path, size: tuple[int, int], args) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .inference import resolve_model_dir
     from .models import load_model
 
     if args.fp16 and args.quantize:
         raise ConfigError("--fp16 and --quantize are exclusive: pick one")
-    model_dir = Path(args.model)
+    model_dir = resolve_model_dir(args.model)  # a model folder, or a training run (its best checkpoint)
     model = load_model(model_dir)
     size = parse_size(args.size) if args.size else tuple(model.config.eval_size)
-    out = Path(args.out) if args.out else _default_out(model_dir if model_dir.is_dir() else model_dir.parent, size, args)
+    given = Path(args.model)  # default output next to what the user named (the run folder, not its checkpoint)
+    out = Path(args.out) if args.out else _default_out(given if given.is_dir() else given.parent, size, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     out.parent.mkdir(parents=True, exist_ok=True)
