@@ -282,15 +282,17 @@ class Segmenter:
 
     def predict_batch(self, images: Sequence[ImageInput]) -> list[np.ndarray]:
         """Class-id masks for several images of any sizes, run ``batch_size`` at a time."""
-        return [self._to_mask(logits) for logits in self.predict_logits(images)]
+        # argmax on the device: only the masks, not the (C, H, W) logits, travel back to the CPU
+        return [self._to_mask(logits) for logits in self.logits_from_tensors(self._normalized(images))]
 
     def predict_logits(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor | list[torch.Tensor]:
         """(C, H, W) float logits on CPU for one image, or a list of them for a list of images."""
         single = not isinstance(images, (list, tuple))
-        batch = [images] if single else list(images)
-        tensors = [normalize(to_rgb_uint8(img), self.runner.mean, self.runner.std) for img in batch]
-        logits = [x.cpu() for x in self.logits_from_tensors(tensors)]
+        logits = [x.cpu() for x in self.logits_from_tensors(self._normalized([images] if single else images))]
         return logits[0] if single else logits
+
+    def _normalized(self, images: Sequence[ImageInput]) -> list[torch.Tensor]:
+        return [normalize(to_rgb_uint8(img), self.runner.mean, self.runner.std) for img in images]
 
     def predict_proba(self, image: ImageInput) -> np.ndarray:
         """(C, H, W) float32 class probabilities (softmax of the averaged logits)."""
@@ -311,11 +313,12 @@ class Segmenter:
             if x.ndim != 3 or x.shape[0] != 3:
                 raise DataError(f"expected normalized (3, H, W) image tensors, got shape {tuple(x.shape)}")
         passes = [(scale, flip) for scale in self.scales for flip in ((False, True) if self.flip else (False,))]
+        images = [x.to(self.device, torch.float32) for x in images]  # once, not once per pass
         totals: list[torch.Tensor | None] = [None] * len(images)
         for scale, flip in passes:
             views = []
             for x, size in zip(images, sizes):
-                view = _resize(x.to(self.device, torch.float32), self._pass_size(size, scale))
+                view = _resize(x, self._pass_size(size, scale))
                 views.append(view.flip(-1) if flip else view)
             for i, out in enumerate(self._infer_views(views)):
                 out = out.flip(-1) if flip else out
