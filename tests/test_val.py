@@ -16,6 +16,7 @@ import eseg
 from eseg.cli import main
 from eseg.data import build_dataset, build_eval_transform
 from eseg.engine.evaluate import CityscapesExporter, evaluate_dataset
+from eseg.errors import ConfigError
 from eseg.metrics import SegEvaluator
 from eseg.palette import CITYSCAPES_LABELS
 
@@ -175,3 +176,9 @@ def test_eseg_val_from_experiment_config(tmp_path, capsys):
     results = json.loads((tmp_path / "val" / "results.json").read_text())
     assert results["num_images"] == 2 and results["mode"] == "slide"
     assert results["model"].endswith("best")
+
+
+def test_cityscapes_export_refuses_other_datasets(tmp_path):
+    dataset = build_dataset({"type": "synthetic", "num_images": 2, "size": [64, 64]}, "val")
+    with pytest.raises(ConfigError, match="needs a Cityscapes dataset.*SyntheticStreets"):
+        CityscapesExporter(dataset, tmp_path / "export")

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import fileio
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError
 from ..inference import MODES, Segmenter, load_runner, resolve_model_dir
 from ..metrics import SegEvaluator
 from .distributed import resolve_device
@@ -86,10 +86,10 @@ def evaluate_dataset(
         for items in loader:
             logits = segmenter.logits_from_tensors([item["image"] for item in items])
             for item, out in zip(items, logits):
-                pred = out.argmax(dim=0)
-                evaluator.process(pred[None].cpu(), item["mask"][None])
+                pred = out.argmax(dim=0).cpu()
+                evaluator.process(pred[None], item["mask"][None])
                 if on_prediction is not None:
-                    on_prediction(int(item["index"]), pred.cpu().numpy().astype(np.uint8 if num_classes <= 256 else np.int32))
+                    on_prediction(int(item["index"]), pred.numpy().astype(np.uint8 if num_classes <= 256 else np.int32))
             count += len(items)
             if bar is not None:
                 bar.update(len(items))
@@ -118,23 +118,17 @@ def _progress_bar(total: int, enabled: bool):
 # ----------------------------------------------------------------------------------------------
 
 
-def cityscapes_pred_name(image_path: str | Path) -> str:
-    """``.../<city>_<seq>_<frame>_leftImg8bit.png`` -> ``<city>_<seq>_<frame>_pred.png``."""
-    stem = Path(image_path).stem
-    parts = stem.split("_")
-    if len(parts) < 3:
-        raise DataError(f"'{image_path}' is not named like a Cityscapes image (<city>_<seq>_<frame>_leftImg8bit.png)")
-    return "_".join(parts[:3]) + "_pred.png"
-
-
 class CityscapesExporter:
-    """Writes trainId predictions as full-resolution labelIds PNGs for the official evaluator."""
+    """Writes trainId predictions as labelIds PNGs named ``<city>_<seq>_<frame>_pred.png`` for the
+    official evaluator. Predictions have the label's size already (the evaluator checks each one
+    against its mask), so they are written as they come."""
 
     def __init__(self, dataset, out_dir: str | Path, *, overwrite: bool = False) -> None:
+        from ..data.cityscapes import CityscapesDataset
         from ..palette import cityscapes_train_id_to_label_id
 
-        if not hasattr(dataset, "image_path"):
-            raise ConfigError("--cityscapes-export needs a dataset that knows its image paths (type: cityscapes)")
+        if not isinstance(dataset, CityscapesDataset):
+            raise ConfigError(f"--cityscapes-export needs a Cityscapes dataset (type: cityscapes), got {type(dataset).__name__}")
         self.dataset = dataset
         self.out_dir = Path(out_dir)
         self.overwrite = overwrite
@@ -144,7 +138,7 @@ class CityscapesExporter:
         self.written: list[Path] = []
 
     def target(self, index: int) -> Path:
-        return self.out_dir / cityscapes_pred_name(self.dataset.image_path(index))
+        return self.out_dir / f"{self.dataset.sample_name(index)}_pred.png"
 
     def check_targets(self, indices) -> None:
         if self.overwrite:
@@ -157,26 +151,9 @@ class CityscapesExporter:
             )
 
     def __call__(self, index: int, pred: np.ndarray) -> None:
-        from PIL import Image
-
-        label_ids = self.lut[np.clip(pred, 0, 255).astype(np.uint8)]
-        full_size = _label_size(self.dataset, index)
-        if full_size is not None and label_ids.shape != full_size:
-            # Predictions made on a resized image go back to the label's resolution.
-            label_ids = np.asarray(Image.fromarray(label_ids).resize(full_size[::-1], Image.NEAREST))
         path = self.target(index)
-        fileio.write_png(path, label_ids)
+        fileio.write_png(path, self.lut[np.clip(pred, 0, 255).astype(np.uint8)])
         self.written.append(path)
-
-
-def _label_size(dataset, index: int) -> tuple[int, int] | None:
-    from PIL import Image
-
-    path = getattr(dataset, "mask_path", lambda i: None)(index) or dataset.image_path(index)
-    if path is None or not Path(path).is_file():
-        return None
-    with Image.open(path) as img:
-        return img.size[1], img.size[0]
 
 
 # ----------------------------------------------------------------------------------------------
