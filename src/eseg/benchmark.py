@@ -202,7 +202,7 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def matmul_entry(threads: int, device: torch.device) -> tuple[Callable[[], object], float]:
+def matmul_entry(device: torch.device) -> tuple[Callable[[], object], float]:
     """A square fp32 matmul (the roofline reference) and its FLOPs."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=gen).to(device)
@@ -329,7 +329,7 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[st
     entries = _prepare_entries(settings, encoder, work_dir, device, log)
     results, by_key, single = entries["results"], entries["by_key"], entries["single"]
 
-    matmul_fn, matmul_flops = matmul_entry(settings.threads, device)
+    matmul_fn, matmul_flops = matmul_entry(device)
     single["__matmul__"] = matmul_fn
     log(f"timing {len(single) - 1} entries + matmul, {settings.runs} interleaved rounds after {settings.warmup} warm-up calls")
     times = interleaved_times(single, settings.runs, settings.warmup, device)

@@ -27,7 +27,4 @@ def count_macs(model: nn.Module, size: tuple[int, int], batch: int = 1) -> int:
 def _to_meta(model: nn.Module) -> nn.Module:
     import copy
 
-    was_training = model.training
-    clone = copy.deepcopy(model).to("meta")
-    clone.train(was_training)
-    return clone.eval()
+    return copy.deepcopy(model).to("meta").eval()  # counted in eval mode, as at inference

@@ -587,12 +587,11 @@ class VideoWriter:
 class Predictor:
     """Runs ``eseg predict``: one Segmenter, one palette, one output folder."""
 
-    def __init__(self, segmenter: Segmenter, out_dir: Path, *, palette: np.ndarray, class_names: list[str],
+    def __init__(self, segmenter: Segmenter, out_dir: Path, *, palette: np.ndarray,
                  alpha: float = 0.5, save_probs: bool = False) -> None:
         self.segmenter = segmenter
         self.out_dir = out_dir
         self.palette = palette
-        self.class_names = class_names
         self.alpha = alpha
         self.save_probs = save_probs
         self.failures: list[tuple[Path, str]] = []
@@ -709,7 +708,7 @@ def run(args: argparse.Namespace) -> int:
     runner = load_runner(args.model, args.backend, device=resolve_device(args.device))
     segmenter = Segmenter(runner, amp=args.amp, **segmenter_options(args))
     palette, class_names = resolve_palette(args.palette, segmenter.num_classes, getattr(runner, "class_names", None))
-    predictor = Predictor(segmenter, out_dir, palette=palette, class_names=class_names, alpha=args.alpha,
+    predictor = Predictor(segmenter, out_dir, palette=palette, alpha=args.alpha,
                           save_probs=args.save_logits)
     if args.overwrite or not (out_dir / LEGEND_FILE).exists():  # the same model gives the same legend
         fileio.write_png(out_dir / LEGEND_FILE, legend(class_names, palette))
