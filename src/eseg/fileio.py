@@ -57,6 +57,25 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines log. A run killed mid-write leaves a partial last line, which is
+    dropped; damage anywhere else raises ``DataError`` naming the line."""
+    from .errors import DataError
+
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break
+            raise DataError(f"{path}:{number} is not valid JSON ({exc})") from exc
+    return rows
+
+
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """uint8 (H, W, 3) pictures or (H, W) uint8/uint16 label maps as PNG."""
     with atomic_path(path) as tmp:

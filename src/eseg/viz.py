@@ -6,7 +6,6 @@ and leave the caller's matplotlib backend alone.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,22 +86,6 @@ def _save_figure(fig, out_png: str | Path) -> Path:
     return out_png
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            # A run killed mid-write leaves a partial last line; earlier damage is a real error.
-            if number == len(lines):
-                break
-            raise DataError(f"{path}:{number} is not valid JSON ({exc})") from exc
-    return rows
-
-
 def plot_curves(metrics_jsonl_path: str | Path, out_png: str | Path) -> Path:
     """Plot loss, learning rate and val mIoU against step from a metrics JSONL file.
 
@@ -114,7 +97,7 @@ def plot_curves(metrics_jsonl_path: str | Path, out_png: str | Path) -> Path:
     path = Path(metrics_jsonl_path)
     if not path.is_file():
         raise DataError(f"metrics file '{path}' does not exist")
-    rows = [r for r in _read_jsonl(path) if "step" in r]
+    rows = [r for r in fileio.read_jsonl(path) if "step" in r]
     keys = [k for k in ("loss", "lr", "val/mIoU") if any(k in r for r in rows)]
     fig = Figure(figsize=(4.5 * max(1, len(keys)), 3.5), dpi=100)
     axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]

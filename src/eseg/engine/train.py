@@ -149,15 +149,7 @@ class MetricsLog:
                 self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=start_step or None)
 
     def rows(self) -> list[dict]:
-        if not self.jsonl.is_file():
-            return []
-        rows = []
-        for line in self.jsonl.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-        return rows
+        return fileio.read_jsonl(self.jsonl) if self.jsonl.is_file() else []
 
     def truncate(self, step: int) -> None:
         """Forget rows logged after ``step`` (by a run killed after its last checkpoint)."""
