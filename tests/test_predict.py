@@ -127,10 +127,16 @@ def test_real_photo(tmp_path, capsys):
     Image.fromarray(photo).save(tmp_path / "coffee.jpg", quality=95)
     out = tmp_path / "out"
     assert _predict(model_dir, tmp_path / "coffee.jpg", out, "--palette", "cityscapes", "--save-logits") == 0
-    assert np.array(Image.open(out / "masks" / "coffee.png")).shape == (400, 600)
-    assert np.array(Image.open(out / "color" / "coffee.png")).shape == (400, 600, 3)
+    mask = np.array(Image.open(out / "masks" / "coffee.png"))
+    expected = eseg.Segmenter.from_pretrained(model_dir)(tmp_path / "coffee.jpg")  # the library call
+    np.testing.assert_array_equal(mask, expected)
+    colors = eseg.palette.get_palette("cityscapes", 19)
+    np.testing.assert_array_equal(np.array(Image.open(out / "color" / "coffee.png")), colors[mask])
     assert np.array(Image.open(out / "overlay" / "coffee.png")).shape == (400, 600, 3)
-    assert np.load(out / "probs" / "coffee.npy").shape == (19, 400, 600)
+    probs = np.load(out / "probs" / "coffee.npy")
+    assert probs.shape == (19, 400, 600)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(probs.argmax(axis=0), mask)
     legend = Image.open(out / "legend.png")
     assert legend.size[1] > 19 * 15  # one row per Cityscapes class
     with capsys.disabled():
