@@ -176,6 +176,14 @@ def test_eseg_val_from_experiment_config(tmp_path, capsys):
     results = json.loads((tmp_path / "val" / "results.json").read_text())
     assert results["num_images"] == 2 and results["mode"] == "slide"
     assert results["model"].endswith("best")
+    # the same confusion matrix from the library's Segmenter and a plain numpy count
+    segmenter = eseg.Segmenter.from_pretrained(tmp_path / "exp" / "checkpoints" / "best", mode="slide", crop=(32, 48))
+    dataset = build_dataset(config["data"]["dataset"], "val")
+    confusion = np.zeros((8, 8), dtype=np.int64)
+    for i in range(2):
+        image, mask = dataset.load(i)
+        confusion += np.bincount(8 * mask.ravel() + segmenter(image).ravel(), minlength=64).reshape(8, 8)
+    np.testing.assert_array_equal(np.array(results["confusion_matrix"]), confusion)
 
 
 def test_cityscapes_export_refuses_other_datasets(tmp_path):
