@@ -100,3 +100,19 @@ def test_every_shipped_config_loads_and_builds_its_model_config(path):
         assert cfg["model"]["name"] == path.stem
     model = {k: v for k, v in cfg["model"].items() if k not in ("name", "pretrained_backbone", "backbone_weights")}
     eseg.get_config(cfg["model"]["name"], **model)
+
+
+def test_config_files_and_dataset_specs_share_one_reader_and_its_errors(tmp_path):
+    from eseg.data import load_dataset_spec
+
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "wrapped.yaml").write_text("dataset: {type: synthetic, num_images: 3}\n")
+    for read, what in ((load_config, "config file"), (load_dataset_spec, "dataset spec")):
+        with pytest.raises(ConfigError, match=f"{what} '.*missing.yaml' does not exist"):
+            read(tmp_path / "missing.yaml")
+        with pytest.raises(ConfigError, match=f"{what} '.*bad.yaml' is not valid YAML"):
+            read(tmp_path / "bad.yaml")
+        with pytest.raises(ConfigError, match=f"{what} '.*list.yaml' must hold a mapping, got list"):
+            read(tmp_path / "list.yaml")
+    assert load_dataset_spec(tmp_path / "wrapped.yaml") == {"type": "synthetic", "num_images": 3}

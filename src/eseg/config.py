@@ -158,19 +158,27 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
+def read_yaml_mapping(path: str | Path, what: str, hint: str = "") -> dict:
+    """The mapping a YAML (or JSON) file holds; ``ConfigError`` naming ``what`` and the file when
+    it is missing, unparsable or not a mapping (an empty file is an empty mapping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' does not exist{hint}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} '{path}' is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} '{path}' must hold a mapping, got {type(data).__name__}")
+    return data
+
+
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     path = path.resolve()
     if path in chain:
         raise ConfigError(f"'{path}': _base_ inheritance loops back to itself via {[str(p) for p in chain]}")
-    if not path.is_file():
-        where = f" (the _base_ of '{chain[-1]}')" if chain else ""
-        raise ConfigError(f"config file '{path}'{where} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
+    where = f" (the _base_ of '{chain[-1]}')" if chain else ""
+    data = read_yaml_mapping(path, "config file", where)
     bases = data.pop(BASE_KEY, None) or []
     merged: dict = {}
     for base in [bases] if isinstance(bases, str) else bases:

@@ -60,19 +60,11 @@ def load_dataset_spec(path: str | Path) -> dict:
     An experiment-style ``{dataset: {...}}`` wrapper is unwrapped. The keys are checked later by
     :func:`build_dataset`.
     """
-    import yaml
+    from ..config import read_yaml_mapping
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"dataset spec '{path}' does not exist; pass a YAML file like {{type: folder, root: DIR}}")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"dataset spec '{path}' is not valid YAML: {exc}") from exc
-    if isinstance(spec, dict) and "type" not in spec and isinstance(spec.get("dataset"), dict):
+    spec = read_yaml_mapping(path, "dataset spec", "; pass a YAML file like {type: folder, root: DIR}")
+    if "type" not in spec and isinstance(spec.get("dataset"), dict):
         spec = spec["dataset"]
-    if not isinstance(spec, dict):
-        raise ConfigError(f"dataset spec '{path}' must hold a mapping like {{type: cityscapes, root: DIR}}")
     return spec
 
 
