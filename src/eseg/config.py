@@ -228,6 +228,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config
 
 
+def run_dir_of(config: dict, config_path: str | Path) -> Path:
+    """Where a config's run lives: ``run.out``, else ``runs/<config file stem>``."""
+    return Path(config["run"]["out"] or Path("runs") / Path(config_path).stem)
+
+
 def dump_config(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
 

@@ -253,12 +253,11 @@ def _resolve_target(args: argparse.Namespace) -> tuple[Path, dict | None, str | 
     target = Path(args.target)
     if not (target.is_file() and target.suffix in (".yaml", ".yml")):
         return resolve_model_dir(args.weights or target), None, None
-    from ..config import load_config
+    from ..config import load_config, run_dir_of
 
     cfg = load_config(target)
     spec = cfg["data"]["val_dataset"] or cfg["data"]["dataset"]
-    run_dir = Path(cfg["run"]["out"] or Path("runs") / target.stem)
-    return resolve_model_dir(args.weights or run_dir), spec, cfg["data"]["val_split"]
+    return resolve_model_dir(args.weights or run_dir_of(cfg, target)), spec, cfg["data"]["val_split"]
 
 
 def _dataset_spec(args: argparse.Namespace, config_spec: dict | None) -> dict:

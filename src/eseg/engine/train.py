@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import fileio
-from ..config import load_config, save_config
+from ..config import load_config, run_dir_of, save_config
 from ..errors import ConfigError, ESegError
 from ..models import create_model, get_config, load_model
 from ..models.eseg import WEIGHTS_FILE, ESeg, read_weights
@@ -563,7 +563,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    run_dir = Path(args.out or cfg["run"]["out"] or Path("runs") / Path(args.config).stem)
+    run_dir = Path(args.out) if args.out else run_dir_of(cfg, args.config)
     cfg["run"]["out"] = str(run_dir)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if args.benchmark is None:
