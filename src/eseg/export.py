@@ -238,12 +238,12 @@ class OnnxRunner:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"ONNX file '{path}' does not exist; write one with 'eseg export MODEL_DIR --format onnx'")
-        meta = read_metadata(path)
+        self.session = onnx_session(path, threads=threads, device=device)
+        meta = self.session.get_modelmeta().custom_metadata_map  # the file is parsed once, by onnxruntime
         if META_CONFIG not in meta:
             raise CheckpointError(f"'{path}' has no '{META_CONFIG}' metadata; export it with 'eseg export' to use it here")
         config = ESegConfig.from_dict(json.loads(meta[META_CONFIG]), source=f"{path} metadata")
         self.path = path
-        self.session = onnx_session(path, threads=threads, device=device)
         self.device = torch.device("cpu")  # outputs come back as CPU tensors
         self.num_classes = config.num_classes
         self.pad_multiple = 2**config.max_level
