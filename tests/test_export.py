@@ -11,9 +11,10 @@ from eseg import Segmenter  # noqa: E402
 from eseg.cli import main  # noqa: E402
 from eseg.engine.checkpoint import STATE_FILE  # noqa: E402
 from eseg.errors import CheckpointError  # noqa: E402
-from eseg.export import (  # noqa: E402
-    META_CONFIG, OnnxRunner, check_parity, convert_fp16, export_onnx, quantize_onnx, read_metadata,
-)
+from eseg.export.onnx import convert_fp16, export_onnx, quantize_onnx, read_metadata  # noqa: E402
+from eseg.export.parity import check_parity  # noqa: E402
+from eseg.runtimes.info import META_CONFIG  # noqa: E402
+from eseg.runtimes.onnxruntime import OnnxRunner  # noqa: E402
 
 from .conftest import tiny_model  # noqa: E402
 
@@ -35,7 +36,7 @@ def test_dynamic_export_matches_pytorch_at_sizes_that_need_the_in_graph_pad(expo
     model, path = exported
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     runner = OnnxRunner(path)
-    assert runner.fixed_size is None and runner.num_classes == 5 and runner.pad_multiple == 512
+    assert runner.info.fixed_size is None and runner.info.num_classes == 5 and runner.info.input_stride == model.input_stride
     for size, batch in (((97, 203), 1), ((130, 70), 2)):
         x = torch.randn(batch, 3, *size)
         with torch.no_grad():
@@ -52,7 +53,7 @@ def test_fixed_size_export_of_a_non_multiple_size(tmp_path):
     dims = [d.dim_value or d.dim_param for d in graph_input.type.tensor_type.shape.dim]
     assert dims == ["batch", 3, 100, 150]
     runner = OnnxRunner(path)
-    assert runner.fixed_size == (100, 150)
+    assert runner.info.fixed_size == (100, 150)
     (result,) = check_parity(model, runner, [(100, 150)], batch=2)
     assert result["max_abs_diff"] <= 1e-3 and result["argmax_agreement"] == 1.0
     with pytest.raises(Exception):  # the graph is for 100x150 only
@@ -98,13 +99,36 @@ def test_runner_refuses_files_it_cannot_use(tmp_path):
         OnnxRunner(tmp_path / "plain.onnx")
 
 
-def test_export_cli_reports_parity_and_rejects_fp16_with_int8(exported, tmp_path, capsys):
-    code = main(["export", str(exported[1].parent / "model"), "--size", "64x96", "--out", str(tmp_path / "f.onnx")])
+def test_export_cli_reports_parity_and_refuses_what_it_cannot_do(exported, tmp_path, capsys):
+    model_dir = exported[1].parent / "model"
+    code = main(["export", str(model_dir), "--size", "64", "96", "--out", str(tmp_path / "f.onnx")])  # H W form
     assert code == 0 and (tmp_path / "f.onnx").is_file()
     out = capsys.readouterr().out
     assert "fp32 64x96: max |logit diff|" in out and "ok;" in out
-    assert main(["export", str(exported[1].parent / "model"), "--fp16", "--quantize", "dynamic"]) == 2
-    assert "exclusive" in capsys.readouterr().err
+    assert main(["export", str(model_dir), "--size", "64x96", "--out", str(tmp_path / "f.onnx")]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["export", str(model_dir), "--precision", "bf16", "--out", str(tmp_path / "b.onnx")]) == 2
+    assert "bf16 is not available for onnx" in capsys.readouterr().err
+    # int8 needs validation images of the model's 5 classes: refused before anything is written
+    assert main(["export", str(model_dir), "--precision", "int8", "--size", "64x96", "--out", str(tmp_path / "q.onnx")]) == 2
+    assert "pass --eval-data" in capsys.readouterr().err
+    assert main(["export", str(model_dir), "--precision", "int8", "--eval-data", "synthetic", "--size", "64x96",
+                 "--out", str(tmp_path / "q.onnx")]) == 2
+    assert "the model has 5 classes but the validation data (synthetic) has 8" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.onnx"]  # no file and no temporary left behind
+
+
+def test_int8_export_reports_the_miou_change_and_keeps_the_metadata(tmp_path, capsys):
+    model = tiny_model(num_classes=8).eval()
+    model.save_pretrained(tmp_path / "m8")
+    code = main(["export", str(tmp_path / "m8"), "--precision", "int8", "--size", "64x128", "--eval-data", "synthetic",
+                 "--eval-images", "4", "--out", str(tmp_path / "q.onnx")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "mIoU on 4 'synthetic' validation images" in out and "onnx int8" in out and "change vs fp32" in out
+    assert OnnxRunner(tmp_path / "q.onnx").info.num_classes == 8
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # static QDQ quantization
 
 
 def test_export_accepts_a_training_run_folder_and_writes_next_to_it(exported, tmp_path):

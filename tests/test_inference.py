@@ -6,7 +6,12 @@ from PIL import Image
 
 import eseg
 from eseg.errors import ConfigError, DataError
-from eseg.inference import Segmenter, TorchRunner, load_runner, normalize, slide_windows
+from eseg.data.transforms import normalize
+from eseg.inference.geometry import slide_windows
+from eseg.inference.segmenter import Segmenter
+from eseg.runtimes import load_runner
+from eseg.runtimes.info import ModelInfo
+from eseg.runtimes.torch import TorchRunner
 
 NUM_CLASSES = 4
 
@@ -131,6 +136,8 @@ def test_inputs_numpy_pil_path_gray_rgba(model, image, tmp_path):
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
     with pytest.raises(DataError):
         seg(np.zeros((4, 5, 2), np.uint8))
+    with pytest.raises(DataError, match="the image is empty"):
+        seg(np.zeros((0, 0, 3), np.uint8))
 
 
 def test_from_pretrained_and_runner_table(model, image, tmp_path):
@@ -140,22 +147,28 @@ def test_from_pretrained_and_runner_table(model, image, tmp_path):
     np.testing.assert_array_equal(eseg.Segmenter.from_pretrained(tmp_path / "m")(image), Segmenter(model)(image))
     with pytest.raises(ConfigError, match="unknown inference backend"):
         load_runner(tmp_path / "m", "tensorrt-nope")
-    with pytest.raises(eseg.errors.CheckpointError, match="not a model"):
+    with pytest.raises(eseg.errors.CheckpointError, match="is not a model"):
         eseg.Segmenter.from_pretrained(tmp_path)
+    with pytest.raises(eseg.errors.CheckpointError, match="does not exist"):
+        eseg.Segmenter.from_pretrained(tmp_path / "missing")
+    # any file of a saved model names its folder, train_state.pt included
+    (tmp_path / "m" / "train_state.pt").write_bytes(b"")
+    for name in ("config.json", "model.safetensors", "train_state.pt"):
+        np.testing.assert_array_equal(eseg.Segmenter.from_pretrained(tmp_path / "m" / name)(image), Segmenter(model)(image))
 
 
 class _FixedSizeRunner:
     """A runner that, like a static-shape ONNX graph, accepts one input size only."""
 
     def __init__(self, inner, size):
-        self.inner, self.fixed_size = inner, size
-        self.num_classes, self.pad_multiple = inner.num_classes, inner.pad_multiple
-        self.mean, self.std = inner.mean, inner.std
+        self.inner = inner
+        self.info = ModelInfo(inner.info.config, inner.info.input_stride, fixed_size=size)
+        self.device = inner.device
         self.shapes = []
 
     def __call__(self, batch):
         self.shapes.append(tuple(batch.shape[-2:]))
-        assert tuple(batch.shape[-2:]) == self.fixed_size
+        assert tuple(batch.shape[-2:]) == self.info.fixed_size
         return self.inner(batch)
 
 
@@ -177,7 +190,7 @@ def test_bad_options_raise_config_errors(model):
 
 
 def test_resolve_palette_reads_classes_files_and_dataset_specs(tmp_path):
-    from eseg.inference import resolve_palette
+    from eseg.inference.palettes import resolve_palette
     from eseg.palette import get_palette
 
     root = tmp_path / "ds"
@@ -193,7 +206,7 @@ def test_resolve_palette_reads_classes_files_and_dataset_specs(tmp_path):
     assert resolve_palette(tmp_path / "folder.yaml", 2, None)[1] == ["bg", "cat"]  # {dataset: {...}} unwrapped
     colors, names = resolve_palette(tmp_path / "synthetic.yaml", 8, None)
     assert names[:2] == ["road", "sidewalk"] and np.array_equal(colors, get_palette("synthetic", 8))
-    with pytest.raises(ConfigError, match="names no classes file or root"):
+    with pytest.raises(ConfigError, match="needs 'root'"):
         resolve_palette(tmp_path / "no_classes.yaml", 2, None)
     with pytest.raises(ConfigError, match="lists 2 classes but the model predicts 3"):
         resolve_palette(root / "classes.yaml", 3, None)

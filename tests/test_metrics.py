@@ -6,7 +6,8 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
-from eseg.metrics import SegEvaluator, confusion_matrix, metrics_from_confusion
+from eseg.errors import DataError
+from eseg.metrics import ConfusionMatrix, confusion_matrix, metrics_from_confusion
 
 NUM_CLASSES = 7
 ABSENT = 5  # never in the ground truth nor the prediction
@@ -63,14 +64,34 @@ def test_accuracy_and_dice_match_torchmetrics():
 
 def test_evaluator_accumulates_batches_and_takes_logits():
     pred, target = _random_batch(seed=2, shape=(4, 20, 30))
-    evaluator = SegEvaluator(NUM_CLASSES, ignore_index=255, class_names=[f"c{i}" for i in range(NUM_CLASSES)])
+    evaluator = ConfusionMatrix(NUM_CLASSES, ignore_index=255, class_names=[f"c{i}" for i in range(NUM_CLASSES)])
     for i in range(4):
         logits = torch.nn.functional.one_hot(pred[i : i + 1], NUM_CLASSES).permute(0, 3, 1, 2).float()
-        evaluator.process(logits, target[i : i + 1])
-    result = evaluator.evaluate()
+        evaluator.update(logits, target[i : i + 1])
+    result = evaluator.compute()
     whole = metrics_from_confusion(confusion_matrix(pred, target, NUM_CLASSES).numpy())
     assert result["mIoU"] == pytest.approx(whole["mIoU"], abs=1e-12)
     assert np.array(result["confusion_matrix"]).sum() == int((target != 255).sum())
     assert list(result["per_class"]) == [f"c{i}" for i in range(NUM_CLASSES)]
     evaluator.reset()
     assert evaluator.confusion.sum() == 0
+
+
+@pytest.mark.parametrize("bad", [255, NUM_CLASSES, -1])
+def test_predictions_outside_the_classes_are_refused(bad):
+    """A prediction of 255 or num_classes must not land in some cell of the matrix."""
+    pred, target = _random_batch(seed=3, shape=(1, 8, 8))
+    pred[0, 0, 0] = bad
+    matrix = ConfusionMatrix(NUM_CLASSES)
+    with pytest.raises(DataError, match=f"prediction holds class ids \\[{bad}\\] outside 0..{NUM_CLASSES - 1}"):
+        matrix.update(pred, target)
+    assert matrix.confusion.sum() == 0
+
+
+def test_ground_truth_outside_the_classes_is_refused_but_ignore_is_fine():
+    pred, target = _random_batch(seed=4, shape=(1, 8, 8))
+    target[0, 0, 0] = NUM_CLASSES + 3
+    with pytest.raises(DataError, match="ground truth holds class ids"):
+        ConfusionMatrix(NUM_CLASSES).update(pred, target)
+    target[0, 0, 0] = 255
+    ConfusionMatrix(NUM_CLASSES).update(pred, target)

@@ -8,33 +8,45 @@ from torch import nn
 import eseg
 from eseg.errors import CheckpointError, ConfigError
 from eseg.flops import count_macs
-from eseg.models.bifpn import WeightedFusion
+from eseg.models.eseg.bifpn import WeightedFusion
 from eseg.models.padding import pad_to_size, padded_size
 
 from .conftest import TINY, tiny_model
 
 
+ESEG_MODELS = [n for n in eseg.list_models() if eseg.models.MODELS.metadata(n)["arch"] == "eseg"]
+
+
 @pytest.mark.parametrize("name", eseg.list_models())
-def test_every_variant_runs_at_a_small_size(name):
+def test_every_registered_model_runs_at_a_small_size(name):
+    model = eseg.create_model(name, num_classes=7).eval()
+    assert isinstance(model, eseg.SegmentationModel) and model.config.variant == name
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 70, 150))
+    assert out.shape == (1, 7, 70, 150)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ESEG_MODELS)
+def test_every_eseg_variant_builds_its_pyramid(name):
     config = eseg.get_config(name)
     model = eseg.create_model(name, num_classes=7).eval()
     assert len(model.pyramid.layers) == config.fpn_repeats
     seen = {}
     model.pyramid.register_forward_hook(lambda m, i, o: seen.setdefault("levels", o))
     with torch.no_grad():
-        out = model(torch.randn(1, 3, 70, 150))
-    assert out.shape == (1, 7, 70, 150)
+        model(torch.randn(1, 3, 70, 150))
     canvas = 2**config.max_level  # 70x150 pads to one cell of the deepest level
     assert [tuple(f.shape[-2:]) for f in seen["levels"]] == [
         (canvas >> lvl, canvas >> lvl) for lvl in range(config.min_level, config.max_level + 1)]
-    assert torch.isfinite(out).all()
 
 
-def test_registry_covers_the_six_variants_and_rejects_unknown_names():
+def test_registry_covers_the_variants_and_rejects_unknown_names():
     assert eseg.list_models() == sorted(
-        ["eseg_s", "eseg_m", "eseg_l", "eseg_lite_s", "eseg_lite_m", "eseg_lite_l"]
+        ["deeplabv3plus", "eseg_s", "eseg_m", "eseg_l", "eseg_lite_s", "eseg_lite_m", "eseg_lite_l"]
     )
     assert eseg.list_models("eseg_lite_*") == ["eseg_lite_l", "eseg_lite_m", "eseg_lite_s"]
+    assert eseg.list_models("lite_s") == ["eseg_lite_s"]  # a plain filter is a substring
     with pytest.raises(ConfigError, match="eseg_lite_s"):
         eseg.create_model("eseg_lite_z")
     with pytest.raises(ConfigError, match="fpn_widht"):
@@ -84,7 +96,7 @@ def test_gradients_reach_p9_and_every_fusion_weight():
     assert not no_grad
 
 
-@pytest.mark.parametrize("name", eseg.list_models())
+@pytest.mark.parametrize("name", ESEG_MODELS)
 def test_no_dilation_anywhere(name):
     with torch.device("meta"):
         model = eseg.create_model(name)
@@ -131,7 +143,7 @@ def test_save_load_round_trip_is_bit_identical(tmp_path):
     x = torch.randn(1, 3, 97, 203)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
 def test_corrupt_or_mismatched_saves_name_the_file(tmp_path):
@@ -163,6 +175,10 @@ def test_corrupt_or_mismatched_saves_name_the_file(tmp_path):
 
     with pytest.raises(CheckpointError, match="does not exist"):
         eseg.load_model(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="unknown architecture 'unet'"):
+        (tmp_path / "u").mkdir()
+        (tmp_path / "u" / "config.json").write_text(json.dumps({"format_version": 2, "model": {"arch": "unet"}}))
+        eseg.load_model(tmp_path / "u")
 
 
 def test_gmacs_match_fvcore_within_one_percent():
@@ -184,8 +200,8 @@ def test_batch_padding_equals_single_image_padding():
     model = tiny_model().eval()
     small = torch.randn(1, 3, 97, 203)
     large = torch.randn(1, 3, 400, 500)
-    canvas = padded_size(400, 500, model.pad_multiple)
-    assert canvas == padded_size(97, 203, model.pad_multiple) == (512, 512)
+    canvas = padded_size(400, 500, model.input_stride)
+    assert canvas == padded_size(97, 203, model.input_stride) == (512, 512)
     batch = torch.cat([pad_to_size(small, canvas), pad_to_size(large, canvas)])
     with torch.no_grad():
         alone = model(small)
@@ -219,18 +235,25 @@ def test_other_timm_backbones(backbone):
 def test_models_command_prints_the_table(capsys):
     from eseg.cli import main
 
-    assert main(["models", "eseg_lite_s", "--format", "json"]) == 0
+    assert main(["models", "lite_s", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["model"] == "eseg_lite_s" and rows[0]["levels"] == "P2-P9"
-    model = eseg.create_model("eseg_lite_s")
-    assert rows[0]["gmacs_eval"] == round(count_macs(model, (512, 1024)) / 1e9, 2)
+    assert [r["model"] for r in rows] == ["eseg_lite_s"] and rows[0]["design"].startswith("P2-P9")
+    assert main(["models", "nothing-like-this"]) == 2
+    assert "no registered model matches" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", eseg.list_models())
+def test_the_registry_cost_table_is_what_flop_counter_counts(name):
+    from eseg.models.summary import measure_costs
+
+    assert eseg.models.MODELS.metadata(name)["costs"] == measure_costs(name), "update the COSTS table of the variants"
 
 
 def test_readme_model_table_is_the_models_command_output():
     from pathlib import Path
 
-    from eseg.models.summary import TABLE_END, TABLE_START, markdown_table, variant_rows
+    from eseg.models.summary import TABLE_END, TABLE_START, markdown_table, model_rows
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
-    assert markdown_table(variant_rows()) in section, "README table is stale: run `eseg models --update README.md`"
+    assert markdown_table(model_rows()) in section, "README table is stale: run `eseg models --update README.md`"

@@ -6,7 +6,8 @@ from PIL import Image
 
 import eseg
 from eseg.cli import main
-from eseg.inference import Segmenter, read_video
+from eseg.inference.segmenter import Segmenter
+from eseg.inference.video import read_video
 from eseg.viz import colorize
 
 
@@ -66,7 +67,7 @@ def test_existing_outputs_are_not_overwritten(model_dir, tmp_path, capsys):
     src = tmp_path / "one.png"
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(src)
     out = tmp_path / "out"
-    assert _predict(model_dir, src, out, "--save-logits") == 0
+    assert _predict(model_dir, src, out, "--save-probs") == 0
     before = (out / "masks" / "one.png").stat().st_mtime_ns
     capsys.readouterr()
     assert _predict(model_dir, src, out) == 2
@@ -126,7 +127,7 @@ def test_real_photo(tmp_path, capsys):
     photo = skimage_data.coffee()  # 400 x 600 RGB photograph
     Image.fromarray(photo).save(tmp_path / "coffee.jpg", quality=95)
     out = tmp_path / "out"
-    assert _predict(model_dir, tmp_path / "coffee.jpg", out, "--palette", "cityscapes", "--save-logits") == 0
+    assert _predict(model_dir, tmp_path / "coffee.jpg", out, "--palette", "cityscapes", "--save-probs") == 0
     mask = np.array(Image.open(out / "masks" / "coffee.png"))
     expected = eseg.Segmenter.from_pretrained(model_dir)(tmp_path / "coffee.jpg")  # the library call
     np.testing.assert_array_equal(mask, expected)

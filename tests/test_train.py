@@ -15,7 +15,7 @@ import yaml
 import eseg
 from eseg.config import load_config
 from eseg.engine import checkpoint as ckpt
-from eseg.engine.train import NonFiniteLossError, Trainer
+from eseg.engine.trainer import NonFiniteLossError, Trainer
 
 TINY_MODEL = {"name": "eseg_lite_s", "backbone": "test_efficientnet", "fpn_width": 16, "fpn_repeats": 1,
               "head_width": 16, "head_layers": 1, "max_level": 6}
@@ -28,7 +28,7 @@ def tiny_config(tmp_path: Path, *, train: dict, data: dict | None = None, eval: 
                  "crop_size": [64, 64], "scale_range": [0.75, 1.25], "num_workers": 0, **(data or {})},
         "train": {"batch_size": 2, "log_interval": 1, "seed": 0, **train},
         "eval": {"batch_size": 2, "num_overlays": 1, "num_predictions": 1, **(eval or {})},
-        "run": {"progress": False, "tensorboard": False},
+        "run": {"progress": False, "tensorboard": True},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
@@ -77,9 +77,14 @@ def test_run_folder_contents(tmp_path):
     Trainer(load_config(path), run_dir).fit()
     for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "curves.png", "final_metrics.json",
                  "per_class_iou.png", "confusion_matrix.png", "overlays/step_000002/0000.png",
-                 "overlays/step_000004/0000.png", "predictions/0000_pred.png", "predictions/0000_panel.png"):
+                 "overlays/step_000004/0000.png", "predictions/0000_pred.png", "predictions/0000.png"):
         assert (run_dir / name).is_file(), name
-    assert load_config(run_dir / "config.yaml")["train"]["ema_decay"] == 0.9
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("val/mIoU")] == [2, 4]
+    assert load_config(run_dir / "config.yaml").train.ema_decay == 0.9
     rows = read_rows(run_dir)
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     assert [r["step"] for r in rows if "val/mIoU" in r] == [2, 4]
@@ -95,7 +100,7 @@ def test_run_folder_contents(tmp_path):
         ema_weights = last_state["ema"]["module"]
         assert all(torch.equal(v, ema_weights[k]) for k, v in best.state_dict().items())
     assert best.config.class_names == list(eseg.data.synthetic.CLASSES)
-    assert best.config.extra["palette"][0] == [int(c) for c in eseg.palette.get_palette("synthetic", 8)[0]]
+    assert best.config.palette[0] == tuple(int(c) for c in eseg.palette.get_palette("synthetic", 8)[0])
 
     def no_nan(token):
         raise AssertionError(f"final_metrics.json holds {token}, which strict JSON readers refuse")

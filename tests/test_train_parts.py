@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from eseg.config import TrainSection
 from eseg.engine.losses import SegmentationLoss
 from eseg.engine.optim import ModelEMA, build_optimizer, build_scheduler, lr_factor
 from eseg.engine.sampling import ResumableBatchSampler, SeededSamples
-from eseg.models.bifpn import WeightedFusion
+from eseg.models.eseg.bifpn import WeightedFusion
 
 from .conftest import tiny_model
 
@@ -70,8 +71,8 @@ def test_lr_schedules_with_warmup_match_their_formulas(schedule):
 
 def test_scheduler_drives_the_optimizer_lr():
     model = torch.nn.Linear(2, 2)
-    cfg = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "steps": 20, "schedule": "cosine",
-           "poly_power": 0.9, "warmup_steps": 0, "warmup_ratio": 0.1, "min_lr": 0.01}
+    cfg = TrainSection(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, steps=20, schedule="cosine",
+                       poly_power=0.9, warmup_steps=0, warmup_ratio=0.1, min_lr=0.01)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     lrs = []
@@ -86,7 +87,7 @@ def test_scheduler_drives_the_optimizer_lr():
 
 def test_no_weight_decay_on_norms_biases_and_fusion_weights():
     model = tiny_model(num_classes=3)
-    cfg = {"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.05}
+    cfg = TrainSection(optimizer="adamw", lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05)
     decay, no_decay = build_optimizer(model, cfg).param_groups
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     no_decay_ids = {id(p) for p in no_decay["params"]}

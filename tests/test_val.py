@@ -15,10 +15,13 @@ from PIL import Image
 import eseg
 from eseg.cli import main
 from eseg.data import build_dataset, build_eval_transform
-from eseg.engine.evaluate import CityscapesExporter, evaluate_dataset
+from eseg.engine.evaluation import CityscapesExporter, SemSegEvaluator, evaluate_model, inference_on_dataset
 from eseg.errors import ConfigError
-from eseg.metrics import SegEvaluator
+from eseg.inference.segmenter import Segmenter
+from eseg.metrics import ConfusionMatrix
+from eseg.models.eseg.config import ESegConfig
 from eseg.palette import CITYSCAPES_LABELS
+from eseg.runtimes.info import ModelInfo
 
 CITIES = ("aachen", "bochum")
 SIZE = (64, 128)  # the official evaluator takes any size; real Cityscapes is 1024x2048
@@ -80,16 +83,16 @@ def official_miou(monkeypatch, root, pred_dir, gt_files):
 class PixelOracleRunner:
     """Predicts trainId = red value % 18 per pixel: diverse, known predictions without a network."""
 
-    num_classes, pad_multiple = 19, 32
-    mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    info = ModelInfo(ESegConfig(num_classes=19, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)), input_stride=32)
+    device = torch.device("cpu")
 
     def __call__(self, batch):
         classes = (batch[:, 0] * 255).round().long() % NUM_PREDICTED
-        return torch.nn.functional.one_hot(classes, self.num_classes).permute(0, 3, 1, 2).float()
+        return torch.nn.functional.one_hot(classes, self.info.num_classes).permute(0, 3, 1, 2).float()
 
 
 def _cityscapes(root, runner):
-    transform = build_eval_transform(mean=runner.mean, std=runner.std)
+    transform = build_eval_transform(mean=runner.info.mean, std=runner.info.std)
     return build_dataset({"type": "cityscapes", "root": str(root)}, "val", transform=transform)
 
 
@@ -99,7 +102,8 @@ def test_cityscapes_export_matches_official_evaluator(tmp_path, monkeypatch):
     runner = PixelOracleRunner()
     dataset = _cityscapes(root, runner)
     exporter = CityscapesExporter(dataset, tmp_path / "export")
-    ours = evaluate_dataset(runner, dataset, batch_size=3, progress=False, on_prediction=exporter)
+    ours = inference_on_dataset(Segmenter(runner, batch_size=3), dataset, [SemSegEvaluator.for_dataset(dataset), exporter],
+                                batch_size=3)
     assert sorted(p.name for p in exporter.written) == sorted(
         f"{'_'.join(g.name.split('_')[:3])}_pred.png" for g in gt_files)
     exported = np.array(Image.open(exporter.written[0]))
@@ -148,15 +152,15 @@ def test_evaluate_dataset_matches_direct_model_calls_and_restores_train_mode():
     dataset = build_dataset({"type": "synthetic", "num_images": {"val": 3}, "size": [45, 70]}, "val",
                             transform=build_eval_transform(mean=model.config.mean, std=model.config.std))
     model.train()
-    result = evaluate_dataset(model, dataset, batch_size=2, progress=False)
+    result = evaluate_model(model, dataset, batch_size=2)
     assert model.training  # the trainer's model goes back to training mode
     model.eval()
-    evaluator = SegEvaluator(8, class_names=list(dataset.class_names))
+    evaluator = ConfusionMatrix(8, class_names=list(dataset.class_names))
     with torch.no_grad():
         for i in range(len(dataset)):
             item = dataset[i]
-            evaluator.process(model(item["image"][None]), item["mask"][None])
-    expected = evaluator.evaluate()
+            evaluator.update(model(item["image"][None]), item["mask"][None])
+    expected = evaluator.compute()
     assert result["confusion_matrix"] == expected["confusion_matrix"]
     assert result["num_images"] == 3 and result["mode"] == "whole"
 

@@ -1,6 +1,31 @@
-"""eseg: ESeg semantic segmentation (Meng et al., arXiv 2203.12683) on timm backbones."""
-from .inference import Segmenter
-from .models import ESeg, ESegConfig, create_model, get_config, list_models, load_model
+"""eseg: ESeg semantic segmentation (Meng et al., arXiv 2203.12683) on timm backbones.
 
-__version__ = "0.1.0"
-__all__ = ["ESeg", "ESegConfig", "create_model", "get_config", "list_models", "load_model", "Segmenter", "__version__"]
+Public names are imported on first use, so ``import eseg`` (and ``eseg --help``) stays fast and
+torch-free until a model, dataset or Segmenter is needed.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "Segmenter": "eseg.inference.segmenter",
+    "SegmentationModel": "eseg.models.base", "load_model": "eseg.models.base",
+    "ESeg": "eseg.models.eseg.model", "ESegConfig": "eseg.models.eseg.config",
+    "DeepLabV3Plus": "eseg.models.deeplab.model", "DeepLabV3PlusConfig": "eseg.models.deeplab.config",
+    "create_model": "eseg.models.registry", "get_config": "eseg.models.registry", "list_models": "eseg.models.registry",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    try:  # subpackages by attribute, e.g. eseg.palette, eseg.data
+        return importlib.import_module(f"eseg.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"eseg.{name}":
+            raise
+        raise AttributeError(f"module 'eseg' has no attribute '{name}'") from None

@@ -1,153 +1,178 @@
-"""Experiment configs: one YAML file per experiment, checked against a schema of defaults.
+"""Experiment configs: YAML files with ``_base_`` inheritance and dotted overrides, loaded into
+one typed, range-checked :class:`ExperimentConfig`.
 
-``load_config(path, overrides)`` reads the file (following ``_base_:`` inheritance), applies
-dotted command-line overrides such as ``train.lr=0.05`` (values parsed as YAML), and returns a
-plain nested dict holding every key of :data:`DEFAULTS`. A key the schema does not know is an
-error that names the key and suggests the closest valid one.
+``load_config(path, overrides)`` reads the file (following ``_base_:``), applies overrides such
+as ``train.lr=0.05`` (values parsed as YAML) and checks everything before anything is built: an
+unknown key names the closest valid one, a bad value names the key, the value and the valid
+range (:mod:`eseg.schema`), a model option is checked against its architecture's config, a
+dataset spec against its type, a loss spec against :mod:`eseg.engine.losses`.
 
-The ``model`` section holds the registry ``name``, ``pretrained_backbone``, ``backbone_weights``
-and any :class:`eseg.ESegConfig` field as an override (``fpn_width``, ``max_level``, ...).
-``data.dataset`` and ``data.val_dataset`` are free-form dataset specs that
-:func:`eseg.data.build_dataset` checks itself.
+The ``model`` section holds the registered ``name``, ``pretrained_backbone``,
+``backbone_weights`` and any field of the architecture's config (``fpn_width``, ...), flat in
+YAML and kept in ``model.options``.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import fileio
+from . import fileio, schema
 from .errors import ConfigError
-from .models.eseg import ESegConfig
+from .schema import option
 
 BASE_KEY = "_base_"
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {
-        "name": "eseg_lite_s",
-        "pretrained_backbone": False,  # timm's ImageNet weights (downloads them)
-        "backbone_weights": None,  # or a local timm weights file
-    },
-    "data": {
-        "dataset": {"type": "synthetic"},  # spec for eseg.data.build_dataset
-        "val_dataset": None,  # a different spec for validation; None: same as dataset
-        "train_split": "train",
-        "val_split": "val",
-        "crop_size": None,  # [H, W]; None: the model variant's train_crop
-        "scale_range": [0.5, 2.0],
-        "hflip": True,
-        "color_jitter": None,  # photometric jitter: a strength s or [b, c, s, hue]; None/0 = off
-        "num_workers": 2,
-    },
-    "train": {
-        "steps": 1000,
-        "batch_size": 8,  # global: split evenly over the DDP processes
-        "optimizer": "sgd",  # sgd | adamw
-        "lr": 0.01,
-        "momentum": 0.9,
-        "betas": [0.9, 0.999],
-        "weight_decay": 1e-4,  # never applied to norms, biases or BiFPN fusion weights
-        "schedule": "poly",  # poly | cosine | constant
-        "poly_power": 0.9,
-        "min_lr": 0.0,
-        "warmup_steps": 0,
-        "warmup_ratio": 0.1,  # lr factor at step 0 of the linear warmup
-        "ohem": False,  # online hard example mining over pixels
-        "ohem_thresh": 0.7,  # keep pixels whose ground-truth probability is below this...
-        "ohem_min_kept": 100000,  # ...but at least this many per batch
-        "amp": False,  # bf16 autocast on CPU, fp16 + GradScaler on CUDA
-        "channels_last": False,  # NHWC memory format: faster convolutions on CPU (oneDNN) and tensor cores
-        "ema_decay": 0.0,  # EMA of the weights, 0 = off
-        "grad_clip": 0.0,  # max global grad norm, 0 = off
-        "bn_momentum": None,  # override every BN layer's momentum; EfficientDet's 0.01 suits long
-        # schedules, a run of a few hundred steps needs ~0.1 for the running statistics to keep up
-        "freeze_bn": False,  # BN layers in eval mode (running statistics)
-        "sync_bn": False,  # SyncBatchNorm across DDP processes (CUDA only)
-        "seed": 0,
-        "deterministic": False,
-        "device": "auto",  # auto | cpu | cuda | cuda:N
-        "log_interval": 10,
-        "checkpoint_interval": 500,
-    },
-    "eval": {
-        "interval": 500,  # validate (and maybe save checkpoints/best) every N steps; 0 = only at the end
-        "batch_size": 4,
-        "max_images": None,  # validate on the first N images only (None: all)
-        "num_overlays": 4,  # validation overlays written at each evaluation
-        "num_predictions": 8,  # predictions written at the end of training
-    },
-    "run": {
-        "out": None,  # run folder; None: runs/<config file stem>
-        "tensorboard": True,  # TensorBoard events, when tensorboard is installed
-        "progress": True,  # tqdm progress bar
-    },
-}
-
-# Keys whose value is a free-form mapping (checked by its consumer, not by this schema).
-FREEFORM = {("data", "dataset"), ("data", "val_dataset")}
-# Model overrides forwarded to eseg.create_model; the dataset sets num_classes/class_names.
-MODEL_OVERRIDES = sorted(
-    f.name for f in dataclasses.fields(ESegConfig) if f.name not in ("num_classes", "class_names", "variant")
-)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
-def _valid_keys(section: str) -> list[str]:
-    keys = list(DEFAULTS[section])
-    return keys + MODEL_OVERRIDES if section == "model" else keys
+@dataclass
+class ModelSection:
+    name: str = option("eseg_lite_s", help="registered model (eseg models)")
+    pretrained_backbone: bool = option(False, help="timm's ImageNet weights (downloads them)")
+    backbone_weights: str | None = option(None, help="a local timm weights file instead")
+    options: dict = option({}, help="architecture fields, e.g. fpn_width, max_level")
 
 
-def _unknown_key(dotted: str, candidates: list[str], source: str) -> ConfigError:
-    name = dotted.rsplit(".", 1)[-1]
-    prefix = dotted[: -len(name)]
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-    hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
-    return ConfigError(f"{source}: unknown config key '{dotted}'; {hint}valid keys here: {sorted(candidates)}")
+@dataclass
+class DataSection:
+    dataset: dict = option({"type": "synthetic"}, help="dataset spec (eseg.data.build_dataset)")
+    val_dataset: dict | None = option(None, help="another spec for validation; null: the same as dataset")
+    train_split: str = option("train")
+    val_split: str = option("val")
+    crop_size: tuple[int, int] | None = option(None, min=1, help="[H, W]; null: the model's train_crop")
+    scale_range: tuple[float, float] = option((0.5, 2.0), above=0, help="random scale [low, high]")
+    hflip: bool = option(True)
+    color_jitter: float | list[float] | None = option(None, min=0, help="a strength s or [b, c, s, hue]")
+    num_workers: int = option(2, min=0, help="DataLoader worker processes")
 
 
-def _check_value(dotted: str, default: Any, value: Any, source: str) -> None:
-    """Light type check against the default: catches ``train.lr=abc`` and ``train.steps=[1]``."""
-    if default is None or value is None:
-        return
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and isinstance(default, int) and not isinstance(value, int) and not float(value).is_integer():
-            ok = False
-    elif isinstance(default, list):
-        ok = isinstance(value, list)
-    elif isinstance(default, dict):
-        ok = isinstance(value, dict)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(f"{source}: '{dotted}' must be like {default!r} ({type(default).__name__}), got {value!r}")
+@dataclass
+class TrainSection:
+    steps: int = option(1000, min=1)
+    batch_size: int = option(8, min=1, help="global: split evenly over the DDP processes")
+    optimizer: str = option("sgd", choices=("sgd", "adamw"))
+    lr: float = option(0.01, above=0)
+    momentum: float = option(0.9, min=0, below=1)
+    betas: tuple[float, float] = option((0.9, 0.999), min=0, below=1)
+    weight_decay: float = option(1e-4, min=0, help="never applied to norms, biases or fusion weights")
+    schedule: str = option("poly", choices=("poly", "cosine", "constant"))
+    poly_power: float = option(0.9, above=0)
+    min_lr: float = option(0.0, min=0)
+    warmup_steps: int = option(0, min=0)
+    warmup_ratio: float = option(0.1, above=0, max=1, help="lr factor at step 0 of the linear warmup")
+    loss: dict | list = option({"type": "cross_entropy"}, help="loss spec (eseg.engine.losses)")
+    amp: bool = option(False, help="bf16 autocast on CPU, fp16 + GradScaler on CUDA")
+    channels_last: bool = option(False)
+    ema_decay: float = option(0.0, min=0, below=1, help="EMA of the weights, 0 = off")
+    grad_clip: float = option(0.0, min=0, help="max global grad norm, 0 = off")
+    bn_momentum: float | None = option(None, above=0, max=1, help="long-run BN momentum of every layer")
+    precise_bn_batches: int = option(0, min=0, help="recompute BN statistics over N batches before evaluations")
+    freeze_bn: bool = option(False, help="BN layers use their running statistics")
+    sync_bn: bool = option(False, help="SyncBatchNorm across DDP processes (CUDA only)")
+    seed: int = option(0, min=0)
+    deterministic: bool = option(False)
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    log_interval: int = option(10, min=1)
+    checkpoint_interval: int = option(500, min=1)
 
 
-def _validate(config: dict, source: str) -> None:
-    if not isinstance(config, dict):
-        raise ConfigError(f"{source}: a config is a mapping of sections {list(DEFAULTS)}, got {type(config).__name__}")
-    for section, values in config.items():
-        if section not in DEFAULTS:
-            raise _unknown_key(section, list(DEFAULTS), source)
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: section '{section}' must be a mapping, got {values!r}")
-        valid = _valid_keys(section)
-        for key, value in values.items():
-            if key not in valid:
-                raise _unknown_key(f"{section}.{key}", valid, source)
-            if (section, key) in FREEFORM and value is not None and not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{section}.{key}' must be a mapping (a dataset spec), got {value!r}")
-            _check_value(f"{section}.{key}", DEFAULTS[section].get(key), value, source)
+@dataclass
+class EvalSection:
+    interval: int = option(500, min=0, help="validate every N steps; 0 = only at the end")
+    batch_size: int = option(4, min=1)
+    max_images: int | None = option(None, min=1, help="validate on the first N images only")
+    num_overlays: int = option(4, min=0, help="validation panels written at each evaluation")
+    num_predictions: int = option(8, min=0, help="prediction panels of the best model at the end")
+
+
+@dataclass
+class RunSection:
+    out: str | None = option(None, help="run folder; null: runs/<config name>")
+    tensorboard: bool = option(True, help="TensorBoard events")
+    mlflow: str | None = option(None, help="MLflow tracking URI (needs mlflow); null: off")
+    progress: bool = option(True, help="progress bar")
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection, "eval": EvalSection, "run": RunSection}
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "ExperimentConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: a config is a mapping of sections {list(SECTIONS)}, got {type(data).__name__}")
+        try:
+            for section in data:
+                if section not in SECTIONS:
+                    raise schema.unknown_key_error(str(section), list(SECTIONS), "config")
+            config = cls(**{name: _section(name, data.get(name) or {}) for name in SECTIONS})
+            check_relations(config)
+        except ConfigError as exc:
+            raise ConfigError(str(exc) if source == "config" else f"{source}: {exc}") from exc
+        return config
+
+    def to_dict(self) -> dict:
+        out = {name: schema.to_dict(getattr(self, name)) for name in SECTIONS}
+        options = out["model"].pop("options")
+        out["model"].update(options)
+        return out
+
+    def model_options(self) -> dict:
+        return dict(self.model.options)
+
+
+def _section(name: str, values: Any):
+    where = name
+    if not isinstance(values, dict):
+        raise ConfigError(f"section '{where}' must be a mapping, got {values!r}")
+    if name == "model":
+        known = {f.name for f in dataclasses.fields(ModelSection)} - {"options"}
+        values = {**{k: v for k, v in values.items() if k in known},
+                  "options": {k: v for k, v in values.items() if k not in known}}
+    return schema.from_mapping(SECTIONS[name], values, where)
+
+
+def check_relations(config: ExperimentConfig) -> None:
+    """What no single field can check: the model options, dataset and loss specs, and the rules
+    that tie values together."""
+    from .data.specs import check_dataset_spec
+    from .engine.losses import validate_loss_spec
+    from .models.registry import check_model_options
+
+    check_model_options(config.model.name, config.model.options, "model")
+    check_dataset_spec(config.data.dataset, "data.dataset")
+    if config.data.val_dataset is not None:
+        check_dataset_spec(config.data.val_dataset, "data.val_dataset")
+    validate_loss_spec(config.train.loss, "train.loss")
+    train, data = config.train, config.data
+    if train.warmup_steps >= train.steps:
+        raise ConfigError(f"train.warmup_steps={train.warmup_steps} must be below train.steps={train.steps}")
+    if data.scale_range[0] > data.scale_range[1]:
+        raise ConfigError(f"data.scale_range={list(data.scale_range)} must be [low, high] with low <= high")
+    if not DEVICE_PATTERN.match(train.device):
+        raise ConfigError(f"train.device={train.device!r} must be auto, cpu, cuda or cuda:N")
+    if isinstance(data.color_jitter, list) and len(data.color_jitter) != 4:
+        raise ConfigError(f"data.color_jitter must be one number or 4 numbers, got {data.color_jitter}")
+
+
+# -- YAML files ------------------------------------------------------------------------------------
 
 
 def merge(base: dict, update: dict) -> dict:
-    """Recursive dict merge; ``update`` wins. Free-form specs are replaced, not merged, when
-    their ``type`` changes (a cityscapes spec should not inherit a synthetic one's keys)."""
+    """Recursive dict merge; ``update`` wins. Dataset specs are replaced, not merged, when their
+    ``type`` changes (a cityscapes spec must not inherit a synthetic one's keys)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
         old = out.get(key)
@@ -158,86 +183,89 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
-def read_yaml_mapping(path: str | Path, what: str, hint: str = "") -> dict:
-    """The mapping a YAML (or JSON) file holds; ``ConfigError`` naming ``what`` and the file when
-    it is missing, unparsable or not a mapping (an empty file is an empty mapping)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} '{path}' does not exist{hint}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} '{path}' is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} '{path}' must hold a mapping, got {type(data).__name__}")
-    return data
-
-
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     path = path.resolve()
     if path in chain:
         raise ConfigError(f"'{path}': _base_ inheritance loops back to itself via {[str(p) for p in chain]}")
     where = f" (the _base_ of '{chain[-1]}')" if chain else ""
-    data = read_yaml_mapping(path, "config file", where)
+    data = fileio.read_yaml_mapping(path, "config file", where)
     bases = data.pop(BASE_KEY, None) or []
     merged: dict = {}
     for base in [bases] if isinstance(bases, str) else bases:
         merged = merge(merged, _read_yaml(path.parent / base, chain + (path,)))
-    _validate(data, str(path))
+    for section in data:
+        if section not in SECTIONS:
+            raise schema.unknown_key_error(str(section), list(SECTIONS), f"config file '{path}'")
     return merge(merged, data)
 
 
-def apply_override(config: dict, override: str) -> dict:
-    """Apply one ``section.key[.sub...]=value`` override (the value is parsed as YAML)."""
-    if "=" not in override:
-        raise ConfigError(f"override '{override}' must look like section.key=value, e.g. train.lr=0.05")
-    dotted, raw = override.split("=", 1)
-    parts = dotted.strip().split(".")
+# -- overrides -------------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], value parsed as YAML); the one override syntax of
+    ``eseg train``, ``eseg reproduce --set`` and ``eseg benchmark --set``."""
+    if "=" not in text or not text.split("=", 1)[0].strip():
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. train.lr=0.05")
+    dotted, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{override}': the value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({exc})") from exc
+    return [part.strip() for part in dotted.split(".")], value
+
+
+def apply_override(config: dict, override: str) -> dict:
+    """Apply one ``section.key[.sub...]=value`` override to a config mapping. Setting a dataset
+    spec's ``type`` to another type starts a fresh spec of that type."""
+    path, value = parse_override(override)
     source = f"override '{override}'"
-    if parts[0] not in DEFAULTS:
-        raise _unknown_key(parts[0], list(DEFAULTS), source)
-    if len(parts) == 1:
-        raise ConfigError(f"{source}: name a key inside section '{parts[0]}', e.g. {parts[0]}.{next(iter(DEFAULTS[parts[0]]))}=...")
-    section, key = parts[0], parts[1]
-    if key not in _valid_keys(section):
-        raise _unknown_key(f"{section}.{key}", _valid_keys(section), source)
-    if len(parts) > 2 and (section, key) not in FREEFORM:
-        raise ConfigError(f"{source}: '{section}.{key}' has no sub-keys")
+    if path[0] not in SECTIONS:
+        raise schema.unknown_key_error(path[0], list(SECTIONS), source)
+    if len(path) == 1:
+        raise ConfigError(f"{source}: name a key inside section '{path[0]}', e.g. {path[0]}.<key>=...")
+    _check_override_key(path, source)
     out = copy.deepcopy(config)
-    node = out.setdefault(section, {})
-    for part in parts[1:-1]:
+    node = out.setdefault(path[0], {})
+    for part in path[1:-1]:
         if not isinstance(node.get(part), dict):
             node[part] = {}
         node = node[part]
-    node[parts[-1]] = value
-    _validate({section: {key: out[section][key]}}, source)
+    if path[-1] == "type" and len(path) == 3 and node.get("type") not in (None, value):
+        node.clear()
+    node[path[-1]] = value
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """The resolved config: schema defaults <- ``_base_`` files <- ``path`` <- ``overrides``."""
-    config = copy.deepcopy(DEFAULTS)
+def _check_override_key(path: list[str], source: str) -> None:
+    section, key = path[0], path[1]
+    valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+    if section == "model":
+        return  # architecture fields are checked against the model's config
+    if key not in valid:
+        raise schema.unknown_key_error(key, valid, f"{source}: {section}")
+    if len(path) > 2 and (section, key) not in (("data", "dataset"), ("data", "val_dataset")):
+        raise ConfigError(f"{source}: '{section}.{key}' has no sub-keys")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """The checked config: defaults <- ``_base_`` files <- ``path`` <- ``overrides``."""
+    data = ExperimentConfig().to_dict()
     if path is not None:
-        config = merge(config, _read_yaml(Path(path)))
+        data = merge(data, _read_yaml(Path(path)))
     for override in overrides:
-        config = apply_override(config, override)
-    return config
+        data = apply_override(data, override)
+    source = "config" if path is None else f"config '{path}'"
+    if overrides:
+        source += f" with overrides {' '.join(overrides)}"
+    return ExperimentConfig.from_dict(data, source)
 
 
-def run_dir_of(config: dict, config_path: str | Path) -> Path:
-    """Where a config's run lives: ``run.out``, else ``runs/<config file stem>``."""
-    return Path(config["run"]["out"] or Path("runs") / Path(config_path).stem)
+def dump_config(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-def dump_config(config: dict) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
-
-
-def save_config(config: dict, path: str | Path) -> Path:
+def save_config(config: ExperimentConfig, path: str | Path) -> Path:
     """Write the resolved config (atomically); ``load_config`` reads it back unchanged."""
     fileio.write_text(path, dump_config(config))
     return Path(path)

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from PIL import Image
+
+from .errors import ConfigError, DataError
 
 
 @contextlib.contextmanager
@@ -60,8 +63,6 @@ def _nan_to_none(value: Any) -> Any:
 def read_jsonl(path: str | Path) -> list[dict]:
     """The rows of a JSON-lines log. A run killed mid-write leaves a partial last line, which is
     dropped; damage anywhere else raises ``DataError`` naming the line."""
-    from .errors import DataError
-
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     rows = []
     for number, line in enumerate(lines, 1):
@@ -80,3 +81,18 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     """uint8 (H, W, 3) pictures or (H, W) uint8/uint16 label maps as PNG."""
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
+
+
+def read_yaml_mapping(path: str | Path, what: str, hint: str = "") -> dict:
+    """The mapping a YAML (or JSON) file holds; ``ConfigError`` naming ``what`` and the file when
+    it is missing, unparsable or not a mapping (an empty file is an empty mapping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' does not exist{hint}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} '{path}' is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} '{path}' must hold a mapping, got {type(data).__name__}")
+    return data

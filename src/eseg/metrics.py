@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import DataError
+
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
     """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction."""
@@ -49,8 +51,8 @@ def metrics_from_confusion(cm: np.ndarray, class_names: list[str] | None = None)
     }
 
 
-class SegEvaluator:
-    """Accumulates a confusion matrix over batches; ``evaluate`` sums it across DDP ranks."""
+class ConfusionMatrix:
+    """Accumulates a confusion matrix over batches; ``compute`` sums it across DDP ranks."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255, class_names: list[str] | None = None) -> None:
         self.num_classes = num_classes
@@ -61,18 +63,22 @@ class SegEvaluator:
     def reset(self) -> None:
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
 
-    def process(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """``pred``: (B, H, W) class ids or (B, C, H, W) logits; ``target``: (B, H, W)."""
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """``pred``: (B, H, W) class ids or (B, C, H, W) logits; ``target``: (B, H, W) with class
+        ids or ``ignore_index``. Predictions outside [0, num_classes) are an error, not a count."""
         if pred.ndim == target.ndim + 1:
             pred = pred.argmax(dim=1)
         if pred.shape != target.shape:
-            raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
-        self.confusion += confusion_matrix(pred.cpu(), target.cpu(), self.num_classes, self.ignore_index)
+            raise DataError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+        pred, target = pred.cpu(), target.cpu()
+        _check_ids(pred, self.num_classes, None, "prediction")
+        _check_ids(target, self.num_classes, self.ignore_index, "ground truth")
+        self.confusion += confusion_matrix(pred, target, self.num_classes, self.ignore_index)
 
-    def evaluate(self, all_reduce: bool | None = None) -> dict:
-        """Metrics of everything processed so far. ``all_reduce`` (default: whenever a process
-        group is initialized) sums the matrix over DDP ranks; pass False when one rank evaluated
-        alone, or it would wait for the others forever."""
+    def compute(self, all_reduce: bool | None = None) -> dict:
+        """Metrics of everything so far. ``all_reduce`` (default: whenever a process group is
+        initialized) sums the matrix over DDP ranks; pass False when one rank evaluated alone,
+        or it would wait for the others forever."""
         cm = self.confusion.clone()
         if all_reduce is None:
             all_reduce = dist.is_available() and dist.is_initialized()
@@ -84,3 +90,13 @@ class SegEvaluator:
         result = metrics_from_confusion(cm.numpy(), self.class_names)
         result["confusion_matrix"] = cm.tolist()
         return result
+
+
+def _check_ids(ids: torch.Tensor, num_classes: int, ignore_index: int | None, what: str) -> None:
+    bad = (ids < 0) | (ids >= num_classes)
+    if ignore_index is not None:
+        bad &= ids != ignore_index
+    if bad.any():
+        values = torch.unique(ids[bad])[:10].tolist()
+        allowed = f"0..{num_classes - 1}" + (f" or the ignore index {ignore_index}" if ignore_index is not None else "")
+        raise DataError(f"{what} holds class ids {values} outside {allowed}")

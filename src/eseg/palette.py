@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import ConfigError
+from .registry import Registry
 
 # (trainId order) name, labelId, colour — as in cityscapesscripts.helpers.labels
 CITYSCAPES_LABELS: tuple[tuple[str, int, tuple[int, int, int]], ...] = (
@@ -85,20 +86,16 @@ def _cityscapes_color(name: str) -> tuple[int, int, int]:
     return next(color for n, _, color in CITYSCAPES_LABELS if n == name)
 
 
-_PALETTES: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
-    "cityscapes": (CITYSCAPES_CLASSES, np.array([c for _, _, c in CITYSCAPES_LABELS], np.uint8)),
-    "ade20k": (ADE20K_CLASSES, distinct_palette(len(ADE20K_CLASSES))),
-    "synthetic": (SYNTHETIC_CLASSES, np.array([_cityscapes_color(n) for n in SYNTHETIC_CLASSES], np.uint8)),
-}
-PALETTE_NAMES = tuple(_PALETTES)
+PALETTES: Registry = Registry("palette")  # name -> (class names, (K, 3) uint8 colours)
+PALETTES.register("cityscapes", (CITYSCAPES_CLASSES, np.array([c for _, _, c in CITYSCAPES_LABELS], np.uint8)))
+PALETTES.register("ade20k", (ADE20K_CLASSES, distinct_palette(len(ADE20K_CLASSES))))
+PALETTES.register("synthetic", (SYNTHETIC_CLASSES, np.array([_cityscapes_color(n) for n in SYNTHETIC_CLASSES], np.uint8)))
+PALETTE_NAMES = tuple(PALETTES.names())
 
 
 def get_class_names(name: str) -> tuple[str, ...]:
     """Class names of a known dataset ('cityscapes', 'ade20k', 'synthetic')."""
-    key = name.lower()
-    if key not in _PALETTES:
-        raise ConfigError(f"unknown dataset palette {name!r}; known: {', '.join(PALETTE_NAMES)}")
-    return _PALETTES[key][0]
+    return PALETTES.get(name.lower())[0]
 
 
 def get_palette(name_or_colors: str | Sequence[Sequence[int]] | np.ndarray | None, num_classes: int) -> np.ndarray:
@@ -109,9 +106,8 @@ def get_palette(name_or_colors: str | Sequence[Sequence[int]] | np.ndarray | Non
     deterministic ``distinct_palette`` instead, so a custom class count always gets colours.
     """
     if isinstance(name_or_colors, str):
-        entry = _PALETTES.get(name_or_colors.lower())
-        if entry is not None and len(entry[1]) == num_classes:
-            return entry[1].copy()
+        if name_or_colors.lower() in PALETTES and len(PALETTES.get(name_or_colors.lower())[1]) == num_classes:
+            return PALETTES.get(name_or_colors.lower())[1].copy()
         return distinct_palette(num_classes)
     if name_or_colors is None:
         return distinct_palette(num_classes)

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, DataError
 from ..palette import get_palette
 from .io import read_image, read_mask
+from .meta import DatasetMeta
 from .transforms import to_tensors
 
 BAD_DATA_POLICIES = ("error", "skip")
@@ -136,6 +137,10 @@ class SegDataset(Dataset):
         transform = self.transform or to_tensors
         image_t, mask_t = transform(image, mask)
         return {"image": image_t, "mask": mask_t, "index": used}
+
+    @property
+    def meta(self) -> DatasetMeta:
+        return DatasetMeta(self.class_names, self.palette, self.ignore_index)
 
     @property
     def num_skipped(self) -> int:

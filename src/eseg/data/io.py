@@ -106,3 +106,18 @@ def read_mask(path: str | Path) -> np.ndarray:
             "not colour-coded RGB. Convert colours to ids first."
         )
     return np.asarray(img).astype(np.int64)
+
+
+def as_rgb(image, *, source: str = "image array") -> np.ndarray:
+    """A path, PIL image or array as uint8 RGB (H, W, 3); ``DataError`` for anything unusable,
+    including an empty (0-pixel) image."""
+    if isinstance(image, (str, Path)):
+        rgb = read_image(image)
+    elif isinstance(image, Image.Image):
+        rgb = image_to_rgb(image)
+    else:
+        rgb = array_to_rgb(image, source=source)
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise DataError(f"{image if isinstance(image, (str, Path)) else source}: the image is empty "
+                        f"({rgb.shape[0]}x{rgb.shape[1]} pixels)")
+    return rgb

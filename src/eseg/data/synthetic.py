@@ -40,11 +40,11 @@ from ..errors import ConfigError
 from ..fileio import write_png, write_text
 from ..palette import SYNTHETIC_CLASSES, get_palette
 from .base import SegDataset, Transform
+from .specs import SYNTHETIC_DEFAULT_SIZE as DEFAULT_SIZE
 
 CLASSES = SYNTHETIC_CLASSES
 CONTEXT_CLASSES = ("road", "sidewalk")
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, CAR, PERSON, POLE = range(len(CLASSES))
-DEFAULT_SIZE = (256, 512)
 HORIZON_RANGE = (0.38, 0.52)  # share of the image height above the ground
 
 

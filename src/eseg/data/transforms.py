@@ -73,11 +73,41 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _normalize_steps(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
-    return [
-        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ]
+def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) with ``(x / 255 - mean) / std``: the one normalisation
+    of eseg (training, evaluation and every inference backend)."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+    return normalize_tensor(x, mean, std)
+
+
+def normalize_tensor(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """float (..., 3, H, W) in [0, 1] -> normalized."""
+    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A normalized (3, H, W) tensor back to uint8 (H, W, 3), for pictures."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    pixels = (image.float().cpu() * std_t + mean_t).clamp(0, 1) * 255
+    return pixels.round().byte().permute(1, 2, 0).numpy()
+
+
+class Normalize(v2.Transform):
+    """:func:`normalize_tensor` on the image (uint8 or float in [0, 1]); masks pass through."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, tv_tensors.Image):
+            return inpt
+        x = inpt.as_subclass(torch.Tensor)
+        x = x.float().div(255.0) if not x.is_floating_point() else x
+        return tv_tensors.wrap(normalize_tensor(x, self.mean, self.std), like=inpt)
 
 
 def build_train_transform(
@@ -112,12 +142,12 @@ def build_train_transform(
             if len(jitter) != 4:
                 raise ConfigError(f"color_jitter must be one number or 4 numbers, got {color_jitter}")
         steps.append(v2.ColorJitter(*jitter))
-    return JointTransform(v2.Compose(steps + _normalize_steps(mean, std)))
+    return JointTransform(v2.Compose([*steps, Normalize(mean, std)]))
 
 
 def build_eval_transform(*, mean: Sequence[float], std: Sequence[float]) -> JointTransform:
     """Normalize only: evaluation runs on the full image (the model pads internally)."""
-    return JointTransform(v2.Compose(_normalize_steps(mean, std)))
+    return JointTransform(Normalize(mean, std))
 
 
 def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

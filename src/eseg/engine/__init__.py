@@ -1,7 +1,2 @@
-"""The training engine: ``eseg train`` (train.py), checkpoints, DDP helpers, optimizers and losses."""
-from .checkpoint import find_checkpoint, load_train_state, save_checkpoint
-from .losses import SegmentationLoss
-from .optim import ModelEMA, build_optimizer, build_scheduler
-
-__all__ = ["find_checkpoint", "load_train_state", "save_checkpoint", "SegmentationLoss", "ModelEMA",
-           "build_optimizer", "build_scheduler"]
+"""The training engine: the trainer and its hooks, checkpoints, DDP helpers, optimizers, losses
+and the evaluation API."""

@@ -22,19 +22,16 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..models.eseg import CONFIG_FILE, WEIGHTS_FILE, ESeg
+from ..paths import STATE_FILE, find_checkpoint, side_paths
 
-STATE_FILE = "train_state.pt"
-
-
-def _side_paths(directory: Path) -> tuple[Path, Path]:
-    return directory.parent / f".{directory.name}.tmp", directory.parent / f".{directory.name}.old"
+__all__ = ["STATE_FILE", "find_checkpoint", "save_checkpoint", "load_train_state", "capture_rng_state",
+           "restore_rng_state"]
 
 
-def save_checkpoint(directory: str | Path, model: ESeg, train_state: dict) -> Path:
+def save_checkpoint(directory: str | Path, model, train_state: dict) -> Path:
     """Write ``model`` (unwrapped, on any device) and ``train_state`` as the folder ``directory``."""
     directory = Path(directory)
-    tmp, old = _side_paths(directory)
+    tmp, old = side_paths(directory)
     if tmp.exists():  # a save interrupted earlier
         shutil.rmtree(tmp)
     if old.exists() and directory.exists():  # a save interrupted after its second rename
@@ -62,16 +59,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def find_checkpoint(directory: str | Path) -> Path | None:
-    """The complete checkpoint folder at ``directory`` (or its ``.old`` copy after a crash)."""
-    directory = Path(directory)
-    _, old = _side_paths(directory)
-    for candidate in (directory, old):
-        if all((candidate / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE)):
-            return candidate
-    return None
 
 
 def load_train_state(directory: str | Path, map_location: str | torch.device = "cpu") -> dict:

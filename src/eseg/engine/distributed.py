@@ -75,3 +75,12 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
         dist.all_reduce(value)
         value /= info.world_size
     return value
+
+
+def broadcast_from_main(value, info: DistInfo):
+    """Rank 0's ``value`` on every process (picklable values; the value itself without DDP)."""
+    if not info.distributed:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]

@@ -23,14 +23,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, train_cfg: dict) -> torch.optim.Optimizer:
-    groups = param_groups(model, train_cfg["weight_decay"])
-    name = train_cfg["optimizer"].lower()
+def build_optimizer(model: nn.Module, train_cfg) -> torch.optim.Optimizer:
+    groups = param_groups(model, train_cfg.weight_decay)
+    name = train_cfg.optimizer.lower()
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=train_cfg["lr"], momentum=train_cfg["momentum"])
+        return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=train_cfg["lr"], betas=tuple(train_cfg["betas"]))
-    raise ConfigError(f"train.optimizer='{train_cfg['optimizer']}' is not supported; use sgd or adamw")
+        return torch.optim.AdamW(groups, lr=train_cfg.lr, betas=tuple(train_cfg.betas))
+    raise ConfigError(f"train.optimizer='{train_cfg.optimizer}' is not supported; use sgd or adamw")
 
 
 def lr_factor(step: int, *, total_steps: int, schedule: str, power: float = 0.9, warmup_steps: int = 0,
@@ -51,18 +51,15 @@ def lr_factor(step: int, *, total_steps: int, schedule: str, power: float = 0.9,
     return min_factor + (1.0 - min_factor) * decay
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict) -> torch.optim.lr_scheduler.LambdaLR:
-    if train_cfg["schedule"] not in ("poly", "cosine", "constant"):
-        raise ConfigError(f"train.schedule='{train_cfg['schedule']}' is not supported; use poly, cosine or constant")
-    if train_cfg["warmup_steps"] < 0 or train_cfg["warmup_steps"] >= max(1, train_cfg["steps"]):
-        raise ConfigError(f"train.warmup_steps={train_cfg['warmup_steps']} must be in [0, train.steps={train_cfg['steps']})")
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg) -> torch.optim.lr_scheduler.LambdaLR:
+    """The lr schedule of ``train_cfg`` (a checked :class:`eseg.config.TrainSection`)."""
     settings = dict(
-        total_steps=train_cfg["steps"],
-        schedule=train_cfg["schedule"],
-        power=train_cfg["poly_power"],
-        warmup_steps=train_cfg["warmup_steps"],
-        warmup_ratio=train_cfg["warmup_ratio"],
-        min_factor=train_cfg["min_lr"] / train_cfg["lr"] if train_cfg["lr"] > 0 else 0.0,
+        total_steps=train_cfg.steps,
+        schedule=train_cfg.schedule,
+        power=train_cfg.poly_power,
+        warmup_steps=train_cfg.warmup_steps,
+        warmup_ratio=train_cfg.warmup_ratio,
+        min_factor=train_cfg.min_lr / train_cfg.lr if train_cfg.lr > 0 else 0.0,
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, **settings))
 

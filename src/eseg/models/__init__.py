@@ -1,4 +1,24 @@
-from .eseg import ESeg, ESegConfig, load_model
-from .registry import VARIANTS, create_model, get_config, list_models
+"""eseg's architectures (ESeg, the DeepLabV3+ baseline) on one base, with one registry.
 
-__all__ = ["ESeg", "ESegConfig", "VARIANTS", "create_model", "get_config", "list_models", "load_model"]
+Names are imported lazily, so ``eseg.models.list_models()`` and the registries stay torch-free.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SegmentationModel": "eseg.models.base", "load_model": "eseg.models.base",
+    "ModelConfig": "eseg.models.config",
+    "ESeg": "eseg.models.eseg.model", "ESegConfig": "eseg.models.eseg.config",
+    "DeepLabV3Plus": "eseg.models.deeplab.model", "DeepLabV3PlusConfig": "eseg.models.deeplab.config",
+    "ARCHITECTURES": "eseg.models.registry", "MODELS": "eseg.models.registry", "create_model": "eseg.models.registry",
+    "get_config": "eseg.models.registry", "list_models": "eseg.models.registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'eseg.models' has no attribute '{name}'")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

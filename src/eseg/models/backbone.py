@@ -26,7 +26,7 @@ class TimmBackbone(nn.Module):
         weights_path: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self.model = _create_timm_features(name, pretrained=pretrained, weights_path=weights_path)
+        self.model = create_timm_features(name, pretrained=pretrained, weights_path=weights_path)
         reductions = self.model.feature_info.reduction()
         channels = self.model.feature_info.channels()
         by_level = {int(r).bit_length() - 1: i for i, r in enumerate(reductions)}
@@ -47,7 +47,7 @@ class TimmBackbone(nn.Module):
         return [features[i] for i in self.indices]
 
 
-def _create_timm_features(name: str, *, pretrained: bool, weights_path: str | Path | None, **timm_kwargs) -> nn.Module:
+def create_timm_features(name: str, *, pretrained: bool, weights_path: str | Path | None, **timm_kwargs) -> nn.Module:
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0][:8]}*")[:8]
         raise ConfigError(f"unknown timm backbone '{name}'; similar names: {close or 'none'}")

@@ -1,0 +1,240 @@
+"""``run_benchmark``: every (model, backend) pair measured in one process and one run.
+
+- latency: batch 1, preprocessing outside the timed region; after ``warmup`` calls per entry the
+  entries run interleaved, A B C A B C ..., with the start rotated each round; median and p90;
+- throughput: batch ``batch``, interleaved the same way, images per second from the median;
+- roofline: a 2048^3 fp32 matmul at the same thread count is one more entry of the same loop, so
+  "share of matmul" compares against what this machine delivered at that moment;
+- GMACs: :func:`eseg.flops.count_macs` (``torch.utils.flop_counter``) at the input size;
+- peak memory: see :mod:`.memory`;
+- ratios: each entry's latency and memory over every reference model's, same backend.
+"""
+from __future__ import annotations
+
+import copy
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from .backends import prepare_backend
+from .memory import cuda_peak_mb, measure_cpu_memory
+from .models import build_model
+from .peers import PEERS
+from .timing import interleaved_times, matmul_entry, noise_warnings, percentile
+
+
+@dataclass
+class Result:
+    model: str
+    backend: str
+    params_m: float
+    gmacs: float
+    precision: str = "fp32"
+    latency_ms_median: float | None = None
+    latency_ms_p90: float | None = None
+    throughput_img_s: float | None = None
+    batch: int = 1
+    peak_mem_mb: float | None = None
+    gflops_achieved: float | None = None
+    matmul_share: float | None = None
+    latency_vs: dict = field(default_factory=dict)  # reference model -> latency ratio
+    memory_vs: dict = field(default_factory=dict)
+    speedup_vs_eager: float | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkSettings:
+    models: list[str]
+    backends: list[str]
+    size: tuple[int, int]
+    threads: int = 2
+    runs: int = 10
+    warmup: int = 2
+    batch: int = 1
+    throughput_runs: int = 3
+    num_classes: int = 19
+    encoder: str | None = None
+    references: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    precision: str = "fp32"  # OpenVINO's inference precision
+    memory: bool = True
+    model_options: dict = field(default_factory=dict)
+
+
+def check_settings(settings: BenchmarkSettings) -> None:
+    from .peers import BACKENDS, benchmark_models
+
+    known = set(benchmark_models())
+    unknown = [m for m in settings.models if m not in known]
+    if unknown or not settings.models:
+        raise ConfigError(f"unknown model(s) {unknown}; choose from {', '.join(sorted(known))}")
+    bad = [b for b in settings.backends if b not in BACKENDS]
+    if bad or not settings.backends:
+        raise ConfigError(f"unknown backend(s) {bad}; choose from {', '.join(BACKENDS)}")
+    missing = [r for r in settings.references if r not in settings.models]
+    if missing:
+        raise ConfigError(f"--reference {', '.join(missing)} is not among --models {settings.models}")
+
+
+def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """Measure every (model, backend) pair; returns the results document (see the module doc)."""
+    check_settings(settings)
+    device = torch.device(settings.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was given but CUDA is not available")
+    torch.set_num_threads(settings.threads)
+    encoder = settings.encoder or default_encoder(settings.models)
+    entries = prepare_entries(settings, encoder, work_dir, device, log)
+    matmul_fn, matmul_flops = matmul_entry(device)
+    single = {**entries["single"], "__matmul__": matmul_fn}
+    log(f"timing {len(single) - 1} entries + matmul, {settings.runs} interleaved rounds after {settings.warmup} warm-up calls")
+    times = interleaved_times(single, settings.runs, settings.warmup, device)
+    matmul_gflops = matmul_flops / statistics.median(times.pop("__matmul__")) / 1e9
+    record_latency(entries["by_key"], times, matmul_gflops)
+    if entries["batched"]:
+        log(f"throughput at batch {settings.batch}: {settings.throughput_runs} interleaved rounds")
+        for key, values in interleaved_times(entries["batched"], settings.throughput_runs, 1, device).items():
+            entries["by_key"][key].throughput_img_s = settings.batch / statistics.median(values)
+    if settings.memory:
+        measure_memory(entries["by_key"], entries["single"], entries["specs"], device, log)
+    references = settings.references or [m for m in settings.models if m in PEERS] or settings.models[:1]
+    add_ratios(entries["results"], references)
+    return {"settings": {**asdict(settings), "size": list(settings.size), "encoder": encoder, "references": references},
+            "environment": environment(settings.threads, device), "matmul_gflops": matmul_gflops,
+            "skipped": entries["skipped"], "warnings": noise_warnings(times, settings.runs, settings.threads),
+            "results": [asdict(r) for r in entries["results"]]}
+
+
+def default_encoder(models: list[str]) -> str:
+    from ..models.registry import MODELS, get_config
+
+    eseg_models = [m for m in models if m in MODELS]
+    return get_config(eseg_models[0]).backbone if eseg_models else "tf_efficientnet_lite0"
+
+
+def record_latency(by_key: dict, times: dict, matmul_gflops: float) -> None:
+    for key, values in times.items():
+        r = by_key[key]
+        r.latency_ms_median = 1e3 * statistics.median(values)
+        r.latency_ms_p90 = 1e3 * percentile(values, 90)
+        r.gflops_achieved = 2 * r.gmacs / (r.latency_ms_median / 1e3)
+        r.matmul_share = r.gflops_achieved / matmul_gflops
+        r.throughput_img_s = 1e3 / r.latency_ms_median
+
+
+def prepare_entries(settings: BenchmarkSettings, encoder: str, work_dir: Path, device: torch.device,
+                    log: Callable[[str], None]) -> dict:
+    """Build every model and backend once; a backend that cannot run a model is a row with its
+    error, not a failed benchmark."""
+    from ..flops import count_macs, count_params
+
+    out: dict = {"results": [], "skipped": {}, "single": {}, "batched": {}, "specs": {}, "by_key": {}}
+    for name in settings.models:
+        try:
+            model = build_model(name, num_classes=settings.num_classes, encoder=encoder,
+                                model_options=settings.model_options)
+        except ConfigError as exc:
+            if name not in PEERS or PEERS.metadata(name)["source"] != "smp":
+                raise
+            out["skipped"][name] = str(exc)  # an optional extra is missing: go on with the others
+            log(f"skipping {name}: {exc}")
+            continue
+        params, macs = count_params(model) / 1e6, count_macs(model, settings.size) / 1e9
+        for backend in settings.backends:
+            add_entry(out, name, backend, model, params, macs, settings, encoder, work_dir, device, log)
+        log(f"built {name}: {params:.2f} M params, {macs:.2f} GMACs at {settings.size[0]}x{settings.size[1]}")
+    return out
+
+
+def add_entry(out: dict, name: str, backend: str, model, params: float, macs: float, settings: BenchmarkSettings,
+              encoder: str, work_dir: Path, device: torch.device, log) -> None:
+    key = f"{name}/{backend}"
+    result = Result(name, backend, params, macs, batch=settings.batch)
+    out["results"].append(result)
+    onnx_path = work_dir / "onnx" / f"{name}_{settings.size[0]}x{settings.size[1]}.onnx"
+    try:
+        runnable = prepare_backend(copy.deepcopy(model), backend, settings.size, device=device, threads=settings.threads,
+                                   onnx_path=onnx_path, precision=settings.precision)
+        x1 = runnable.make_input(1)
+        xb = runnable.make_input(settings.batch) if settings.batch > 1 else None
+        runnable.fn(x1)  # fail here, not inside the timing loop
+    except Exception as exc:  # noqa: BLE001 - any backend failure becomes a row with its error
+        result.error = f"{type(exc).__name__}: {exc}"
+        log(f"{key}: {result.error}")
+        return
+    result.precision = runnable.precision
+    out["single"][key] = lambda r=runnable, x=x1: r.fn(x)
+    if xb is not None:
+        out["batched"][key] = lambda r=runnable, x=xb: r.fn(x)
+    out["specs"][key] = {"model": name, "backend": backend, "size": list(settings.size), "threads": settings.threads,
+                         "num_classes": settings.num_classes, "encoder": encoder, "precision": settings.precision,
+                         "model_options": settings.model_options,
+                         "onnx_path": str(onnx_path) if backend in ("onnxruntime", "openvino") else None}
+    out["by_key"][key] = result
+
+
+def measure_memory(by_key: dict[str, Result], single: dict, specs: dict, device: torch.device, log) -> None:
+    for key, result in by_key.items():
+        if device.type == "cuda":
+            result.peak_mem_mb, result.extra["memory_method"] = cuda_peak_mb(single[key], device), "max_memory_allocated"
+            continue
+        log(f"peak memory of {key} (fresh process)")
+        mem = measure_cpu_memory(specs[key])
+        if "error" in mem:
+            result.extra["memory_error"] = mem["error"]
+        else:
+            result.peak_mem_mb, result.extra["memory_method"] = mem["peak_mem_mb"], mem["memory_method"]
+
+
+def add_ratios(results: list[Result], references: list[str]) -> None:
+    """Latency and memory over each reference model's on the same backend, and each entry's
+    speed-up over the same model's eager run."""
+    timed = {(r.model, r.backend): r for r in results if r.latency_ms_median}
+    for r in results:
+        if r.latency_ms_median is None:
+            continue
+        for reference in references:
+            ref = timed.get((reference, r.backend))
+            if ref is not None:
+                r.latency_vs[reference] = r.latency_ms_median / ref.latency_ms_median
+                if r.peak_mem_mb and ref.peak_mem_mb:
+                    r.memory_vs[reference] = r.peak_mem_mb / ref.peak_mem_mb
+        eager = timed.get((r.model, "eager"))
+        if eager is not None:
+            r.speedup_vs_eager = eager.latency_ms_median / r.latency_ms_median
+
+
+def environment(threads: int, device: torch.device) -> dict:
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:  # the onnx and openvino extras are optional
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": version("onnxruntime"),
+           "openvino": version("openvino"), "cpu": cpu_name(), "threads": threads, "device": str(device),
+           "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

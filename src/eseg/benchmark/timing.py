@@ -1,0 +1,64 @@
+"""Interleaved timing: every entry in the same loop, so machine load hits all alike."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+MATMUL_SIZE = 2048
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_times(entries: dict[str, Callable[[], object]], runs: int, warmup: int,
+                      device: torch.device) -> dict[str, list[float]]:
+    """Seconds per call of each entry, measured round-robin (start rotated every round)."""
+    names = list(entries)
+    for name in names:
+        for _ in range(warmup):
+            entries[name]()
+        sync(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(runs):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            sync(device)
+            start = time.perf_counter()
+            entries[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def matmul_entry(device: torch.device) -> tuple[Callable[[], object], float]:
+    """A square fp32 matmul (the roofline reference) and its FLOPs."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=gen).to(device)
+    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=gen).to(device)
+    return (lambda: torch.mm(a, b)), 2.0 * MATMUL_SIZE**3
+
+
+def noise_warnings(times: dict[str, list[float]], runs: int, threads: int) -> list[str]:
+    """Why the figures may be noise: few runs, a busy machine, or a wide spread per entry."""
+    warnings = []
+    if runs < 5:
+        warnings.append(f"only {runs} timed runs per entry: medians of so few calls move by 10% or more; use --runs 7+")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = os.cpu_count() or 1
+    if load > cores - threads + 0.5:
+        warnings.append(f"the machine is busy (1-min load {load:.1f} on {cores} cores with {threads} threads asked): "
+                        "figures are slower and noisier than on a quiet machine")
+    for name, values in times.items():
+        median, p90 = percentile(values, 50), percentile(values, 90)
+        if len(values) >= 3 and p90 > 1.3 * median:
+            warnings.append(f"{name}: p90 is {p90 / median:.2f}x the median; its figures are noisy")
+    return warnings

@@ -1,0 +1,185 @@
+"""ONNX export (TorchScript exporter) with eseg's metadata, simplification, fp16 and int8.
+
+The graph is exported with ``dynamo=False``: it records the model's shape arithmetic, so with
+``dynamic`` the padding is computed from the input shape inside the graph (the dynamo exporter
+needs ``onnxscript``, not a dependency). The model's :class:`~eseg.runtimes.ModelInfo` is stored
+in the metadata, so :class:`~eseg.runtimes.onnxruntime.OnnxRunner` needs nothing else.
+"""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import fileio
+from ..errors import CheckpointError, ConfigError, ESegError
+from ..runtimes.info import ModelInfo
+from ..runtimes.onnxruntime import INPUT_NAME, OUTPUT_NAME
+
+OPSET = 17
+QUANT_MODES = ("dynamic", "static")
+
+
+def require_onnx():
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401  (every export is checked with it)
+    except ImportError as exc:
+        raise ESegError(f"ONNX export needs the onnx extra: pip install 'eseg[onnx]' ({exc})") from exc
+    return onnx
+
+
+def export_metadata(model: torch.nn.Module, fixed_size: tuple[int, int] | None) -> dict[str, str]:
+    """eseg's metadata for an exported graph; a benchmark peer (no eseg config) gets only its size."""
+    if not hasattr(model, "input_stride"):
+        return {"eseg_input_size": "dynamic" if fixed_size is None else f"{fixed_size[0]}x{fixed_size[1]}"}
+    return ModelInfo(model.config, model.input_stride, fixed_size).to_metadata()
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path: str | Path,
+    *,
+    size: tuple[int, int],
+    dynamic: bool = False,
+    opset: int = OPSET,
+) -> Path:
+    """Write ``model`` as ONNX (input ``images`` (N, 3, H, W) normalized, output ``logits``).
+
+    The batch axis is always dynamic; H and W are too with ``dynamic``, else the graph is for
+    ``size``. The model config goes into the metadata and the file passes ``onnx.checker``.
+    """
+    onnx = require_onnx()
+    path = Path(path)
+    model = model.eval()
+    dummy = torch.randn(1, 3, *size)
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
+    with fileio.atomic_path(path) as tmp, warnings.catch_warnings():
+        # the tracer warns about every shape-to-int conversion; parity is checked explicitly instead
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        with torch.no_grad():
+            torch.onnx.export(
+                model, (dummy,), str(tmp), dynamo=False, opset_version=opset, do_constant_folding=True,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+            )
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, export_metadata(model, None if dynamic else size))
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def set_metadata(proto, values: dict[str, str]) -> None:
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in values.items():
+        entry = existing.get(key) or proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    onnx = require_onnx()
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def simplify_onnx(path: str | Path) -> Path:
+    """Simplify in place with onnxslim (constant folding, dead-node and shape-op elimination)."""
+    onnx = require_onnx()
+    try:
+        import onnxslim
+    except ImportError as exc:
+        raise ESegError(f"--simplify needs onnxslim: pip install onnxslim ({exc})") from exc
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    slim = onnxslim.slim(proto)
+    set_metadata(slim, meta)
+    onnx.checker.check_model(slim)
+    with fileio.atomic_path(path) as tmp:
+        onnx.save(slim, str(tmp))
+    return Path(path)
+
+
+def convert_fp16(src: str | Path, dst: str | Path) -> Path:
+    """fp16 weights and activations inside; float32 input and output (``keep_io_types``)."""
+    onnx = require_onnx()
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    proto = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    _sort_topologically(proto.graph)  # the converter appends its input casts at the end
+    onnx.checker.check_model(proto)
+    with fileio.atomic_path(dst) as tmp:
+        onnx.save(proto, str(tmp))
+    return Path(dst)
+
+
+def _sort_topologically(graph) -> None:
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(name in available for name in n.input)]
+        if not ready:
+            raise CheckpointError("the fp16 graph has a cycle or a dangling input; export without --fp16")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if all(id(n) != id(r) for r in ready)]
+    copies = [type(n)() for n in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: Iterable[np.ndarray] | None = None) -> Path:
+    """int8 quantization with onnxruntime.quantization.
+
+    ``dynamic``: int8 weights, activations quantized on the fly. ``static``: QDQ int8 weights
+    (per channel) and activations, with activation ranges calibrated on ``calibration`` batches.
+    """
+    require_onnx()
+    from onnxruntime import quantization as q
+
+    if mode not in QUANT_MODES:
+        raise ConfigError(f"unknown quantization '{mode}'; choose from {QUANT_MODES}")
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        prepared = Path(tmp_dir) / "prepared.onnx"
+        q.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        with fileio.atomic_path(dst) as tmp:
+            if mode == "dynamic":
+                q.quantize_dynamic(str(prepared), str(tmp), weight_type=q.QuantType.QInt8, per_channel=True)
+            else:
+                if calibration is None:
+                    raise ConfigError("static quantization needs calibration data (--calib-data)")
+                reader = CalibrationReader(calibration)
+                q.quantize_static(
+                    str(prepared), str(tmp), reader, quant_format=q.QuantFormat.QDQ, per_channel=True,
+                    activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                )
+            set_metadata_file(tmp, read_metadata(src))
+    return Path(dst)
+
+
+def set_metadata_file(path: Path, values: dict[str, str]) -> None:
+    onnx = require_onnx()
+    proto = onnx.load(str(path))
+    set_metadata(proto, values)
+    onnx.save(proto, str(path))
+
+
+class CalibrationReader:
+    """onnxruntime's CalibrationDataReader protocol over (1, 3, H, W) float32 arrays."""
+
+    def __init__(self, batches: Iterable[np.ndarray]) -> None:
+        self._batches = iter(batches)
+
+    def get_next(self):
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+
+    def rewind(self) -> None:  # single pass is all quantize_static needs
+        return None

@@ -1,0 +1,196 @@
+"""``eseg predict`` as a library: sources in, masks, colour masks, overlays and a legend out.
+
+One bad input never stops the others: it is reported, counted, and the command exits 1.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import fileio
+from ..data.io import IMAGE_EXTENSIONS, as_rgb
+from ..data.transforms import normalize
+from ..errors import DataError
+from .segmenter import Segmenter
+from .video import VIDEO_EXTENSIONS, VideoWriter, is_video, read_video
+
+MASK_DIR, COLOR_DIR, OVERLAY_DIR, PROB_DIR = "masks", "color", "overlay", "probs"
+LEGEND_FILE = "legend.png"
+
+
+def collect_sources(source: str | Path) -> list[tuple[Path, Path]]:
+    """(file, output stem relative to --out) for one file, a folder (recursive) or a glob."""
+    import glob
+
+    extensions = tuple(IMAGE_EXTENSIONS) + VIDEO_EXTENSIONS
+    path = Path(source)
+    if path.is_file():
+        return [(path, Path(path.stem))]
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
+        root = path
+    elif glob.has_magic(str(source)):
+        files = sorted(Path(f) for f in glob.glob(str(source), recursive=True)
+                       if Path(f).is_file() and Path(f).suffix.lower() in extensions)
+        root = Path(os.path.commonpath([str(f.parent) for f in files])) if files else None
+    else:
+        raise DataError(f"--source '{source}' is not a file, a folder or a glob pattern that matches anything")
+    if not files:
+        raise DataError(f"no images or videos ({', '.join(extensions)}) found in '{source}'")
+    return [(f, f.relative_to(root).with_suffix("")) for f in files]
+
+
+def output_paths(out_dir: Path, stem: Path, *, video: bool, save_probs: bool) -> dict[str, Path]:
+    if video:
+        return {"color": out_dir / COLOR_DIR / f"{stem}.mp4", "overlay": out_dir / OVERLAY_DIR / f"{stem}.mp4"}
+    paths = {
+        "mask": out_dir / MASK_DIR / f"{stem}.png",
+        "color": out_dir / COLOR_DIR / f"{stem}.png",
+        "overlay": out_dir / OVERLAY_DIR / f"{stem}.png",
+    }
+    if save_probs:
+        paths["probs"] = out_dir / PROB_DIR / f"{stem}.npy"
+    return paths
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    with fileio.atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
+class Predictor:
+    """Runs ``eseg predict``: one Segmenter, one palette, one output folder."""
+
+    def __init__(self, segmenter: Segmenter, out_dir: Path, *, palette: np.ndarray,
+                 alpha: float = 0.5, save_probs: bool = False) -> None:
+        self.segmenter = segmenter
+        self.out_dir = out_dir
+        self.palette = palette
+        self.alpha = alpha
+        self.save_probs = save_probs
+        self.failures: list[tuple[Path, str]] = []
+        self.successes = 0
+        self.total = 0
+
+    def _fail(self, path: Path, exc: BaseException, bar) -> None:
+        message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+        self.failures.append((path, message))
+        (bar.write if bar is not None else print)(f"warning: skipped {message}", file=sys.stderr)
+
+    def write_image_outputs(self, image: np.ndarray, logits: torch.Tensor, paths: dict[str, Path]) -> None:
+        from ..viz import colorize, overlay
+
+        mask = self.segmenter.to_mask(logits)
+        fileio.write_png(paths["mask"], mask if mask.dtype == np.uint8 else mask.astype(np.uint16))
+        fileio.write_png(paths["color"], colorize(mask, self.palette))
+        fileio.write_png(paths["overlay"], overlay(image, mask, self.palette, alpha=self.alpha))
+        if "probs" in paths:
+            save_npy(paths["probs"], torch.softmax(logits.float(), dim=0).cpu().numpy().astype(np.float32))
+
+    def run_images(self, items: list[tuple[Path, Path]], bar) -> None:
+        batch_size = self.segmenter.batch_size
+        for start in range(0, len(items), batch_size):
+            loaded = []
+            for path, stem in items[start : start + batch_size]:
+                try:
+                    loaded.append((path, stem, as_rgb(path)))
+                except (DataError, OSError) as exc:
+                    self._fail(path, exc, bar)
+                    if bar is not None:
+                        bar.update(1)
+            if loaded:
+                tensors = [normalize(image, self.segmenter.info.mean, self.segmenter.info.std) for _, _, image in loaded]
+                logits = self.segmenter.logits_from_tensors(tensors)
+                for (path, stem, image), out in zip(loaded, logits):
+                    try:
+                        self.write_image_outputs(image, out, output_paths(self.out_dir, stem, video=False, save_probs=self.save_probs))
+                        self.successes += 1
+                    except OSError as exc:
+                        self._fail(path, exc, bar)
+                    if bar is not None:
+                        bar.update(1)
+
+    def run_video(self, path: Path, stem: Path, bar) -> None:
+        from ..viz import colorize, overlay
+
+        paths = output_paths(self.out_dir, stem, video=True, save_probs=False)
+        writers: list[VideoWriter] = []
+        ok = False
+        try:
+            fps, frames = read_video(path)
+            writers = [VideoWriter(paths["color"], fps), VideoWriter(paths["overlay"], fps)]
+            count = 0
+            for batch in _chunks(frames, self.segmenter.batch_size):
+                for frame, mask in zip(batch, self.segmenter.predict_batch(batch)):
+                    writers[0].append(colorize(mask, self.palette))
+                    writers[1].append(overlay(frame, mask, self.palette, alpha=self.alpha))
+                count += len(batch)
+            if count == 0:
+                raise DataError(f"{path}: the video has no frames")
+            ok = True
+            self.successes += 1
+        except (DataError, OSError, RuntimeError) as exc:  # a broken stream: report it, keep going
+            self._fail(path, exc if isinstance(exc, DataError) else DataError(f"{path}: cannot read video ({exc})"), bar)
+        finally:
+            for writer in writers:
+                writer.close(ok)
+            if bar is not None:
+                bar.update(1)
+
+
+def _chunks(items, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def check_outputs_free(sources: list[tuple[Path, Path]], out_dir: Path, *, save_probs: bool) -> None:
+    """ConfigError naming the first output file that already exists."""
+    from ..errors import ConfigError
+
+    planned = [p for path, stem in sources
+               for p in output_paths(out_dir, stem, video=is_video(path), save_probs=save_probs).values()]
+    existing = [p for p in planned if p.exists()]
+    if existing:
+        raise ConfigError(f"{len(existing)} output file(s) already exist, e.g. '{existing[0]}'; "
+                          "pass --overwrite to replace them or choose another --out")
+
+
+def predict_sources(segmenter: Segmenter, source: str | Path, out_dir: str | Path, *, palette: np.ndarray,
+                    class_names: list[str], alpha: float = 0.5, save_probs: bool = False, overwrite: bool = False,
+                    progress: bool = True) -> Predictor:
+    """Predict every image and video ``source`` names into ``out_dir``; returns the Predictor,
+    whose ``successes`` and ``failures`` say how it went."""
+    from ..viz import legend
+
+    sources = collect_sources(source)
+    out_dir = Path(out_dir)
+    if not overwrite:
+        check_outputs_free(sources, out_dir, save_probs=save_probs)
+    predictor = Predictor(segmenter, out_dir, palette=palette, alpha=alpha, save_probs=save_probs)
+    predictor.total = len(sources)
+    if overwrite or not (out_dir / LEGEND_FILE).exists():  # the same model gives the same legend
+        fileio.write_png(out_dir / LEGEND_FILE, legend(class_names, palette))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(sources), desc="predict", unit="img", dynamic_ncols=True, file=sys.stderr)
+    try:
+        predictor.run_images([(p, s) for p, s in sources if not is_video(p)], bar)
+        for path, stem in [(p, s) for p, s in sources if is_video(p)]:
+            predictor.run_video(path, stem, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return predictor

@@ -1,0 +1,164 @@
+"""BiFPN as in EfficientDet, over pyramid levels min_level..max_level (default P2..P9).
+
+Fusion weights use fast normalized fusion ``relu(w) / (sum(relu(w)) + 1e-4)``; every node is
+activation -> depthwise 3x3 -> pointwise 1x1 -> BN. Upsampling is nearest, downsampling a 3x3
+stride-2 max-pool. The model pads its input to a multiple of ``2**max_level`` so every level is
+exactly half the size of the one below and x2 resampling needs no size bookkeeping.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ConfigError
+from ..layers import ConvBN1x1, SeparableConvBN, activation
+
+FUSION_EPS = 1e-4
+
+
+def downsample() -> nn.MaxPool2d:
+    """3x3 stride-2 max-pool; on even sizes the output is exactly half ('same')."""
+    return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+
+def upsample(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+class WeightedFusion(nn.Module):
+    """Fuses same-shape inputs. 'fast': relu(w)/(sum+eps); 'attn': softmax(w); 'sum': plain sum."""
+
+    def __init__(self, num_inputs: int, method: str = "fast") -> None:
+        super().__init__()
+        if method not in ("fast", "attn", "sum"):
+            raise ConfigError(f"unknown fusion method '{method}'; use fast, attn or sum")
+        self.method = method
+        self.weight = nn.Parameter(torch.ones(num_inputs)) if method != "sum" else None
+
+    def forward(self, inputs: Iterable[torch.Tensor]) -> torch.Tensor:
+        """``inputs`` may be a generator: each input is consumed as soon as it is added, so a
+        caller that produces them lazily never holds them all at once (the head at P2)."""
+        if self.method == "fast":
+            w = F.relu(self.weight)
+            w = w / (w.sum() + FUSION_EPS)
+        elif self.method == "attn":
+            w = torch.softmax(self.weight, dim=0)
+        out = None
+        for i, x in enumerate(inputs):
+            term = x if self.weight is None else x * w[i]
+            out = term if out is None else out + term
+        return out
+
+
+class FusionNode(nn.Module):
+    """One BiFPN node: weighted fusion -> activation -> separable conv -> BN."""
+
+    def __init__(self, num_inputs: int, width: int, fusion: str, act: str) -> None:
+        super().__init__()
+        self.fuse = WeightedFusion(num_inputs, fusion)
+        self.act = activation(act)
+        self.conv = SeparableConvBN(width, width)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.conv(self.act(self.fuse(inputs)))
+
+
+class BiFPNLayer(nn.Module):
+    """One top-down then bottom-up pass over ``num_levels`` maps of ``width`` channels.
+
+    Inputs and outputs are ordered fine to coarse. Bottom-up inner nodes take three inputs (the
+    layer input, the top-down feature and the downsampled finer output); end nodes take two.
+    """
+
+    def __init__(self, num_levels: int, width: int, fusion: str = "fast", act: str = "swish") -> None:
+        super().__init__()
+        self.num_levels = num_levels
+        # top_down[i] produces level i (i = num_levels-2 .. 0); index by level offset.
+        self.top_down = nn.ModuleList(FusionNode(2, width, fusion, act) for _ in range(num_levels - 1))
+        self.bottom_up = nn.ModuleList(
+            FusionNode(3 if i < num_levels - 1 else 2, width, fusion, act) for i in range(1, num_levels)
+        )
+        self.down = downsample()
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        n = self.num_levels
+        top_down = [None] * n
+        top_down[n - 1] = feats[n - 1]
+        for i in range(n - 2, -1, -1):
+            top_down[i] = self.top_down[i]([feats[i], upsample(top_down[i + 1])])
+        outs = [top_down[0]]
+        for i in range(1, n):
+            inputs = [feats[i], top_down[i], self.down(outs[-1])] if i < n - 1 else [feats[i], self.down(outs[-1])]
+            outs.append(self.bottom_up[i - 1](inputs))
+        return outs
+
+
+class FPNLayer(nn.Module):
+    """A plain top-down FPN pass (sum fusion, no bottom-up path): the ablation baseline."""
+
+    def __init__(self, num_levels: int, width: int, act: str = "swish") -> None:
+        super().__init__()
+        self.top_down = nn.ModuleList(FusionNode(2, width, "sum", act) for _ in range(num_levels - 1))
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        outs = list(feats)
+        for i in range(len(feats) - 2, -1, -1):
+            outs[i] = self.top_down[i]([feats[i], upsample(outs[i + 1])])
+        return outs
+
+
+class ExtraLevels(nn.Module):
+    """Levels above the backbone: a 1x1 conv+BN to ``width`` if needed, then repeated max-pools."""
+
+    def __init__(self, in_channels: int, width: int, num_extra: int) -> None:
+        super().__init__()
+        self.num_extra = num_extra
+        self.project = ConvBN1x1(in_channels, width) if in_channels != width and num_extra > 0 else nn.Identity()
+        self.down = downsample()
+
+    def forward(self, top: torch.Tensor) -> list[torch.Tensor]:
+        extra = []
+        x = self.project(top)
+        for _ in range(self.num_extra):
+            x = self.down(x)
+            extra.append(x)
+        return extra
+
+
+class FeaturePyramid(nn.Module):
+    """Backbone levels + extra levels, projected to ``width``, then ``repeats`` fusion layers."""
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        *,
+        num_extra: int,
+        width: int,
+        repeats: int,
+        kind: str = "bifpn",
+        fusion: str = "fast",
+        act: str = "swish",
+    ) -> None:
+        super().__init__()
+        self.extra = ExtraLevels(in_channels[-1], width, num_extra)
+        self.lateral = nn.ModuleList(
+            ConvBN1x1(c, width) if c != width else nn.Identity() for c in in_channels
+        )
+        num_levels = len(in_channels) + num_extra
+        if kind == "bifpn":
+            layers = [BiFPNLayer(num_levels, width, fusion, act) for _ in range(repeats)]
+        elif kind == "fpn":
+            layers = [FPNLayer(num_levels, width, act) for _ in range(repeats)]
+        else:
+            raise ConfigError(f"unknown fpn kind '{kind}'; use bifpn or fpn")
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, backbone_feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        feats = [lat(f) for lat, f in zip(self.lateral, backbone_feats)]
+        feats = feats + self.extra(backbone_feats[-1])
+        for layer in self.layers:
+            feats = layer(feats)
+        return feats

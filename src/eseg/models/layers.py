@@ -1,0 +1,53 @@
+"""Layers shared by the architectures: normalisation, activations and small conv blocks."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import ConfigError
+
+BN_EPS = 1e-3  # EfficientDet's BN settings (TF momentum 0.99 == PyTorch 0.01)
+BN_MOMENTUM = 0.01
+ACTIVATIONS = ("swish", "relu6", "relu", "hardswish")
+
+
+def batch_norm(channels: int, *, eps: float = BN_EPS, momentum: float = BN_MOMENTUM) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name (one of :data:`ACTIVATIONS`)."""
+    modules = {"swish": nn.SiLU, "relu6": nn.ReLU6, "relu": nn.ReLU, "hardswish": nn.Hardswish}
+    if name not in modules:
+        raise ConfigError(f"unknown activation '{name}'; use one of {', '.join(ACTIVATIONS)}")
+    return modules[name]()
+
+
+class SeparableConvBN(nn.Module):
+    """Depthwise 3x3 + pointwise 1x1 + BN (no conv bias: BN follows)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn = batch_norm(out_channels)
+
+    def forward(self, x):
+        return self.bn(self.pointwise(self.depthwise(x)))
+
+
+class ConvBN1x1(nn.Sequential):
+    """Channel projection used where widths differ."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(nn.Conv2d(in_channels, out_channels, 1, bias=False), batch_norm(out_channels))
+
+
+def conv_bn_act(in_channels: int, out_channels: int, kernel: int, act: str, *, dilation: int = 1,
+                eps: float = 1e-5) -> nn.Sequential:
+    """Conv (``same`` padding) + BN + activation, as DeepLab builds its ASPP and decoder."""
+    padding = dilation * (kernel - 1) // 2
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, padding=padding, dilation=dilation, bias=False),
+        nn.BatchNorm2d(out_channels, eps=eps),
+        activation(act),
+    )

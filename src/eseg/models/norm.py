@@ -1,0 +1,126 @@
+"""Bias-corrected BatchNorm running statistics (``debias_batchnorm``).
+
+Why. PyTorch's BN updates ``running = (1 - m) * running + m * batch_stat`` starting from
+``running_mean = 0`` and ``running_var = 1``. After ``t`` updates the initial values still carry a
+weight of ``(1 - m)**t``: with EfficientDet's m = 0.01 that is 0.99**150 = 22 % after 150 steps
+and 0.99**250 = 8 % after 250, and the rest of the average is dominated by the first steps'
+activations, when the weights were far from their final values. A short run therefore ends with
+running statistics that do not match its own weights, and eval-mode accuracy collapses (precise BN
+hides it; see ``benchmarks/bn_root_cause.py``).
+
+The fix, as Adam corrects the bias of its moments: the update factor at the t-th update
+(t = ``num_batches_tracked`` after its increment) is ``max(m, 1/t)``. For the first 1/m updates
+the running statistics are the plain cumulative average of the batch statistics (exactly what
+PyTorch does for ``momentum=None``), unbiased from the first step; after that they are the usual EMA
+with the layer's own momentum, so a long schedule converges to what it always did.
+
+How. A forward pre-hook sets ``module.momentum`` to the effective factor for the duration of one
+training-mode forward, and a forward hook puts the long-run value back, so outside a forward
+``module.momentum`` always holds the long-run momentum: the trainer's ``train.bn_momentum``
+override, ``torch.optim.swa_utils.update_bn`` (momentum None) and :func:`set_bn_momentum` keep
+working unchanged. ``num_batches_tracked`` is in the state dict, so a resumed run continues the
+schedule exactly. Eval mode, ONNX export, tracing and ``torch.compile`` of an eval model see hooks
+that return at once. The hooks are plain module-level functions, so ``copy.deepcopy`` (the weight
+EMA) and pickling keep them. The hook reads ``num_batches_tracked`` (a device sync on CUDA) only
+during the first 1/m updates; after that it is a no-op. Apply it after
+``nn.SyncBatchNorm.convert_sync_batchnorm``, which builds new modules without hooks.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch import nn
+
+_BatchNorm = nn.modules.batchnorm._BatchNorm
+
+# Per-module attributes (plain Python, copied by deepcopy, not part of the state dict).
+_LONG_RUN = "_eseg_bn_long_run"  # long-run momentum, stashed during one forward only
+_STEADY_FOR = "_eseg_bn_steady_for"  # momentum for which 1/t <= m already holds
+_UNSET = object()
+
+
+def effective_momentum(momentum: float, step: int) -> float:
+    """The update factor of the ``step``-th update (1-based): ``max(momentum, 1/step)``."""
+    if step < 1:
+        raise ValueError(f"step counts updates from 1, got {step}")
+    return max(float(momentum), 1.0 / step)
+
+
+def batchnorm_layers(model: nn.Module) -> Iterator[tuple[str, _BatchNorm]]:
+    """Every BN layer (any ``_BatchNorm``: BatchNorm1/2/3d, SyncBatchNorm, timm's BatchNormAct2d)."""
+    for name, module in model.named_modules():
+        if isinstance(module, _BatchNorm):
+            yield name, module
+
+
+def _debias_pre_hook(module: _BatchNorm, args) -> None:
+    if not module.training or not module.track_running_stats or module.num_batches_tracked is None:
+        return
+    momentum = module.momentum
+    if momentum is None:  # already cumulative (e.g. update_bn); counters may be reset
+        module.__dict__.pop(_STEADY_FOR, None)
+        return
+    if module.__dict__.get(_STEADY_FOR) == momentum:
+        return
+    step = int(module.num_batches_tracked) + 1  # BN's forward increments it right after this hook
+    factor = effective_momentum(momentum, step)
+    if factor == momentum:
+        module.__dict__[_STEADY_FOR] = momentum  # from now on 1/t < m: no more reads
+        return
+    module.__dict__[_LONG_RUN] = momentum
+    module.momentum = factor
+
+
+def _debias_post_hook(module: _BatchNorm, args, output) -> None:
+    long_run = module.__dict__.pop(_LONG_RUN, _UNSET)
+    if long_run is not _UNSET:
+        module.momentum = long_run
+
+
+def _reset_steady(module: _BatchNorm, incompatible_keys) -> None:
+    """A loaded ``num_batches_tracked`` may be smaller: check it again at the next forward."""
+    module.__dict__.pop(_STEADY_FOR, None)
+
+
+def is_debiased(module: nn.Module) -> bool:
+    return _debias_pre_hook in module._forward_pre_hooks.values()
+
+
+def debias_batchnorm(model: nn.Module) -> nn.Module:
+    """Bias-correct the running statistics of every BN layer of ``model`` (in place; returned).
+
+    In training mode the t-th update of a layer with momentum m uses the factor max(m, 1/t):
+    a cumulative average for the first 1/m updates, then the EMA with m (see the module doc).
+    Layers with ``momentum=None`` are already cumulative and stay so; layers that do not track
+    running statistics are untouched. Idempotent: applying it again adds no second hook, and also
+    re-checks ``num_batches_tracked`` (do so after resetting statistics by hand).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"debias_batchnorm expects an nn.Module, got {type(model).__name__}")
+    for _, module in batchnorm_layers(model):
+        module.__dict__.pop(_STEADY_FOR, None)
+        if is_debiased(module):
+            continue
+        module.register_forward_pre_hook(_debias_pre_hook)
+        module.register_forward_hook(_debias_post_hook, always_call=True)
+        module.register_load_state_dict_post_hook(_reset_steady)
+    return model
+
+
+def get_bn_momentum(model: nn.Module) -> dict[str, float | None]:
+    """The long-run momentum of every BN layer, by module name."""
+    return {name: module.__dict__.get(_LONG_RUN, module.momentum) for name, module in batchnorm_layers(model)}
+
+
+def set_bn_momentum(model: nn.Module, momentum: float | None) -> int:
+    """Set the long-run momentum of every BN layer (None: cumulative average); returns the count.
+
+    Setting ``module.momentum`` directly does the same; the debias hooks follow either.
+    """
+    if momentum is not None and not (isinstance(momentum, (int, float)) and 0.0 < momentum <= 1.0):
+        raise ValueError(f"BN momentum must be in (0, 1] or None, got {momentum!r}")
+    count = 0
+    for _, module in batchnorm_layers(model):
+        module.momentum = None if momentum is None else float(momentum)
+        count += 1
+    return count

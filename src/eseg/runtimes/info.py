@@ -1,0 +1,85 @@
+"""What pre- and post-processing need to know about a model, whatever runtime runs it."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from ..models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The runner metadata every backend carries, built from the model config in one place."""
+
+    config: ModelConfig
+    input_stride: int
+    fixed_size: tuple[int, int] | None = None  # a static-shape graph accepts only this (H, W)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(self.config.mean)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.config.std)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.class_names or [str(i) for i in range(self.num_classes)])
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]] | None:
+        return self.config.palette
+
+    @property
+    def eval_size(self) -> tuple[int, int]:
+        return tuple(self.config.eval_size)
+
+    @property
+    def train_crop(self) -> tuple[int, int]:
+        return tuple(self.config.train_crop)
+
+    def to_metadata(self) -> dict[str, str]:
+        """String metadata embedded in exported graphs (ONNX metadata_props, OpenVINO rt_info)."""
+        size = "dynamic" if self.fixed_size is None else f"{self.fixed_size[0]}x{self.fixed_size[1]}"
+        return {META_CONFIG: json.dumps(self.config.to_dict()), META_INPUT_SIZE: size,
+                META_INPUT_STRIDE: str(self.input_stride)}
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], *, source: str) -> "ModelInfo":
+        from ..errors import CheckpointError
+        from ..models.base import config_from_dict
+        from ..sizes import parse_size
+
+        if META_CONFIG not in meta:
+            raise CheckpointError(f"'{source}' has no '{META_CONFIG}' metadata; export it with 'eseg export' to use it here")
+        try:
+            config = config_from_dict(json.loads(meta[META_CONFIG]), source=f"{source} metadata")
+            stride = int(meta.get(META_INPUT_STRIDE, 2 ** getattr(config, "max_level", 5)))
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"'{source}': unreadable eseg metadata ({exc}); re-export it") from exc
+        size = meta.get(META_INPUT_SIZE, "dynamic")
+        return cls(config, stride, None if size == "dynamic" else parse_size(size, f"{source} input size"))
+
+
+META_CONFIG = "eseg_config"
+META_INPUT_SIZE = "eseg_input_size"  # "HxW" for a fixed-size graph, "dynamic" otherwise
+META_INPUT_STRIDE = "eseg_input_stride"
+
+
+class Runner(Protocol):
+    info: ModelInfo
+    device: torch.device
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
+def describe(runner: Any) -> str:
+    return f"{type(runner).__name__}({getattr(runner, 'source', '')})"
