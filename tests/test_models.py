@@ -32,13 +32,8 @@ def test_every_eseg_variant_builds_its_pyramid(name):
     config = eseg.get_config(name)
     model = eseg.create_model(name, num_classes=7).eval()
     assert len(model.pyramid.layers) == config.fpn_repeats
-    seen = {}
-    model.pyramid.register_forward_hook(lambda m, i, o: seen.setdefault("levels", o))
-    with torch.no_grad():
-        model(torch.randn(1, 3, 70, 150))
-    canvas = 2**config.max_level  # 70x150 pads to one cell of the deepest level
-    assert [tuple(f.shape[-2:]) for f in seen["levels"]] == [
-        (canvas >> lvl, canvas >> lvl) for lvl in range(config.min_level, config.max_level + 1)]
+    assert model.input_stride == 32  # padded to the backbone's stride, not to 2**max_level
+    assert pyramid_sizes(model, (70, 150)) == expected_sizes((70, 150), config.min_level, config.max_level)
 
 
 def test_registry_covers_the_variants_and_rejects_unknown_names():
@@ -64,14 +59,42 @@ def test_output_size_equals_input_size(size, batch):
     assert out.shape == (batch, 5, *size)
 
 
-def test_levels_reach_p9_and_every_level_halves():
-    model = tiny_model().eval()
+def pyramid_sizes(model, size) -> list[tuple[int, int]]:
     seen = {}
-    model.pyramid.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+    handle = model.pyramid.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
     with torch.no_grad():
-        model(torch.randn(1, 3, 97, 203))
-    shapes = [tuple(f.shape[-2:]) for f in seen["out"]]
-    assert shapes == [(128 >> i, 128 >> i) for i in range(8)]  # P2..P9 on the 512x512 canvas
+        out = model(torch.randn(1, 3, *size))
+    handle.remove()
+    assert out.shape[-2:] == size  # the output is always the input's size
+    return [tuple(f.shape[-2:]) for f in seen["out"]]
+
+
+def expected_sizes(size, min_level=2, max_level=9, stride=32) -> list[tuple[int, int]]:
+    """Independent of the model: the canvas is the input padded to the backbone's stride; P_i
+    has ceil(side / 2**i) cells of it, down to 1 x 1 (for i >= 5 that is ceil of the input)."""
+    canvas = [-(-side // stride) * stride for side in size]
+    return [tuple(-(-side // 2**level) for side in canvas) for level in range(min_level, max_level + 1)]
+
+
+@pytest.mark.parametrize("size", [(97, 203), (333, 777), (1, 1), (1080, 1920)])
+def test_every_level_has_ceil_size_of_the_input_down_to_one_cell(size):
+    model = tiny_model().eval()
+    sizes = pyramid_sizes(model, size)
+    assert sizes == expected_sizes(size)
+    for level, cells in zip(range(5, 10), sizes[3:]):
+        assert cells == tuple(-(-side // 2**level) for side in size)  # ceil(H / 2^i) of the input itself
+    assert sizes[-1] == tuple(-(-side // 512) for side in size)  # P9: 1/512, at least one cell
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (1080, 1920), (600, 800)])
+def test_gmacs_follow_the_pixels(size):
+    """The cost of an image is proportional to its pixels (within 5%), not to the next multiple
+    of 512 the old padding rule computed on."""
+    with torch.device("meta"):
+        model = eseg.create_model("eseg_lite_s").eval()
+    ratio = count_macs(model, size) / count_macs(model, (512, 1024))
+    pixels = size[0] * size[1] / (512 * 1024)
+    assert abs(ratio / pixels - 1) < 0.05, (ratio, pixels)
 
 
 def test_gradients_reach_p9_and_every_fusion_weight():
@@ -199,9 +222,9 @@ def test_gmacs_match_fvcore_within_one_percent():
 def test_batch_padding_equals_single_image_padding():
     model = tiny_model().eval()
     small = torch.randn(1, 3, 97, 203)
-    large = torch.randn(1, 3, 400, 500)
-    canvas = padded_size(400, 500, model.input_stride)
-    assert canvas == padded_size(97, 203, model.input_stride) == (512, 512)
+    large = torch.randn(1, 3, 120, 210)
+    canvas = padded_size(120, 210, model.input_stride)
+    assert canvas == padded_size(97, 203, model.input_stride) == (128, 224)
     batch = torch.cat([pad_to_size(small, canvas), pad_to_size(large, canvas)])
     with torch.no_grad():
         alone = model(small)

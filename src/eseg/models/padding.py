@@ -1,9 +1,11 @@
 """The one padding rule of eseg.
 
 Every image is padded at the bottom and right with zeros (after normalization, so zero is the
-dataset mean) up to the next multiple of ``2**max_level``. The model applies it internally and
-batched inference applies the same function before stacking, so an image is computed on the same
-canvas whether it arrives alone or with others.
+dataset mean) up to the next multiple of the model's ``input_stride``: the backbone's output
+stride (32 for the usual CNNs), not ``2**max_level``; the pyramid above the backbone takes ceil
+sizes instead. The model applies it internally and batched inference applies the same function
+before stacking, so an image is computed on the same canvas whether it arrives alone or with
+others.
 """
 from __future__ import annotations
 

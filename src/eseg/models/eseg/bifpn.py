@@ -2,8 +2,10 @@
 
 Fusion weights use fast normalized fusion ``relu(w) / (sum(relu(w)) + 1e-4)``; every node is
 activation -> depthwise 3x3 -> pointwise 1x1 -> BN. Upsampling is nearest, downsampling a 3x3
-stride-2 max-pool. The model pads its input to a multiple of ``2**max_level`` so every level is
-exactly half the size of the one below and x2 resampling needs no size bookkeeping.
+stride-2 max-pool with padding 1, which gives 'same' (ceil) sizes: level P_i of an H x W canvas
+has ceil(H / 2**i) x ceil(W / 2**i) cells, down to 1 x 1. Upsampling targets the exact size of
+the map it is fused with, so no level needs the canvas to be a multiple of 2**max_level (the
+input is padded only to the backbone's stride; see eseg.models.padding).
 """
 from __future__ import annotations
 
@@ -20,12 +22,14 @@ FUSION_EPS = 1e-4
 
 
 def downsample() -> nn.MaxPool2d:
-    """3x3 stride-2 max-pool; on even sizes the output is exactly half ('same')."""
+    """3x3 stride-2 max-pool with padding 1: an H x W map becomes ceil(H/2) x ceil(W/2)."""
     return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
 
-def upsample(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Nearest upsampling of ``x`` to exactly the size of ``like`` (odd sizes included; in an
+    exported graph the size is read from ``like``'s shape)."""
+    return F.interpolate(x, size=like.shape[-2:], mode="nearest")
 
 
 class WeightedFusion(nn.Module):
@@ -88,7 +92,7 @@ class BiFPNLayer(nn.Module):
         top_down = [None] * n
         top_down[n - 1] = feats[n - 1]
         for i in range(n - 2, -1, -1):
-            top_down[i] = self.top_down[i]([feats[i], upsample(top_down[i + 1])])
+            top_down[i] = self.top_down[i]([feats[i], upsample_like(top_down[i + 1], feats[i])])
         outs = [top_down[0]]
         for i in range(1, n):
             inputs = [feats[i], top_down[i], self.down(outs[-1])] if i < n - 1 else [feats[i], self.down(outs[-1])]
@@ -106,7 +110,7 @@ class FPNLayer(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         outs = list(feats)
         for i in range(len(feats) - 2, -1, -1):
-            outs[i] = self.top_down[i]([feats[i], upsample(outs[i + 1])])
+            outs[i] = self.top_down[i]([feats[i], upsample_like(outs[i + 1], feats[i])])
         return outs
 
 

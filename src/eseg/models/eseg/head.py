@@ -37,8 +37,9 @@ class SegmentationHead(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         # A generator: each level is resized to P2 just before it is added, so the 7+ resized
         # maps are never alive together (the peak memory of the head at P2).
+        finest = feats[0]
         resized = (
-            f if i == 0 else F.interpolate(f, scale_factor=float(2**i), mode="bilinear", align_corners=False)
+            f if i == 0 else F.interpolate(f, size=finest.shape[-2:], mode="bilinear", align_corners=False)
             for i, f in enumerate(feats)
         )
         x = self.refine(self.fuse(resized))

@@ -15,8 +15,9 @@ from .head import SegmentationHead
 
 
 class ESeg(SegmentationModel):
-    """ESeg over levels ``min_level..max_level``; the input is padded to a multiple of
-    ``2**max_level`` so every level is exactly half the one below."""
+    """ESeg over levels ``min_level..max_level``. The input is padded only to the backbone's
+    stride (32 for the usual backbones); the levels above it have ceil sizes down to 1 x 1, so
+    the cost follows the image's pixels, not the next multiple of ``2**max_level``."""
 
     config_class = ESegConfig
 
@@ -39,7 +40,7 @@ class ESeg(SegmentationModel):
 
     @property
     def input_stride(self) -> int:
-        return 2**self.config.max_level
+        return 2**self.backbone.top_level
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pyramid(self.backbone(x)))

@@ -32,7 +32,7 @@ VARIANTS: dict[str, dict] = {
 COSTS: dict[str, tuple[float, float, float]] = {
     "eseg_l": (80.07, 521.5, 521.5),
     "eseg_lite_l": (12.27, 74.76, 74.76),
-    "eseg_lite_m": (4.94, 25.25, 33.66),
+    "eseg_lite_m": (4.94, 18.94, 33.66),
     "eseg_lite_s": (3.22, 4.87, 19.47),
     "eseg_m": (22.27, 157.1, 157.1),
     "eseg_s": (6.68, 33.38, 33.38),
