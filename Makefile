@@ -25,7 +25,7 @@ test: $(TEST)
 	$(PY) -m pytest -q -n 2
 
 demo: $(CORE)
-	$(VENV)/bin/eseg train configs/demo.yaml --out runs/demo --exist-ok
+	$(VENV)/bin/eseg train configs/demo.yaml --out runs/demo --overwrite
 
 models: $(CORE)
 	$(VENV)/bin/eseg models

@@ -47,8 +47,11 @@ def resolve_model_path(path: str | Path) -> Path:
     - an exported graph (``.onnx``, ``.xml``): itself;
     - a saved model folder, or its ``config.json`` / ``model.safetensors`` / ``train_state.pt``:
       the folder;
-    - a training run folder: its best checkpoint.
+    - a training run folder: its best checkpoint;
+    - a Hugging Face Hub repo id ``org/name``: itself.
     """
+    if not Path(path).exists() and looks_like_repo_id(str(path)):
+        return Path(str(path))  # a Hugging Face Hub repo id, fetched by eseg.load_model
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() in EXPORT_SUFFIXES:
@@ -75,3 +78,9 @@ def run_dir_of_model(model_path: Path) -> Path | None:
         if parent.name == CHECKPOINTS and (parent.parent / RUN_CONFIG).is_file():
             return parent.parent
     return None
+
+
+def looks_like_repo_id(text: str) -> bool:
+    """``org/name`` that is no existing path (a Hugging Face Hub model id)."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~")) and not Path(text).exists()

@@ -31,8 +31,8 @@ def seed_list(text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget = parser.add_argument_group("budget (default: the manifest's preset)")
     budget.add_argument("--quick", action="store_true",
-                        help="the manifest's quick preset: a smoke run of a few minutes, one seed (default --out "
-                             "runs/claims_quick)")
+                        help="the manifest's quick preset instead of its full one: a smoke run of a few minutes "
+                             "(default --out runs/claims_quick)")
     budget.add_argument("--seeds", type=seed_list, help="comma-separated training seeds, e.g. 0,1,2")
     budget.add_argument("--steps", type=options.positive_int, help="training steps per run")
     budget.add_argument("--val-images", type=options.positive_int, help="score on the first N validation images")

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "data.dataset.type=folder data.dataset.root=DIR switches the dataset")
     options.add_out(parser, None, "run folder (default: run.out, else runs/<config>, numbered -2, -3... when taken)")
     parser.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoints/last")
-    parser.add_argument("--exist-ok", action="store_true", help="start over in an existing run folder")
+    options.add_overwrite(parser, "the run in an existing run folder (start over in it)")
     parser.add_argument("--benchmark", type=options.positive_int, metavar="STEPS",
                         help="time STEPS training steps on one batch, print images/s and exit (writes nothing)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -43,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
 def choose_run_dir(cfg, args: argparse.Namespace, info) -> Path:
     """--out, else run.out, else runs/<config> (the latest with --resume, the same with
-    --exist-ok, else the first free runs/<config>-N); every process gets rank 0's choice."""
+    --overwrite, else the first free runs/<config>-N); every process gets rank 0's choice."""
     from ..engine import distributed
     from ..engine.rundir import default_run_dir, latest_run, next_free
 
     if args.out or cfg.run.out:
         return Path(args.out or cfg.run.out)
     base = default_run_dir(args.config)
-    chosen = latest_run(base) if args.resume else base if (args.exist_ok or args.benchmark) else next_free(base)
+    chosen = latest_run(base) if args.resume else base if (args.overwrite or args.benchmark) else next_free(base)
     return Path(distributed.broadcast_from_main(str(chosen), info))
 
 
@@ -60,7 +60,7 @@ def train(cfg, run_dir: Path, args: argparse.Namespace, info) -> int:
 
     lock = RunLock(run_dir) if info.is_main else None
     if info.is_main:
-        prepare_run_dir(run_dir, resume=args.resume, exist_ok=args.exist_ok)
+        prepare_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
         message = lock.acquire()
         if message:
             print(f"eseg train: {message}")

@@ -3,8 +3,8 @@
 A hook has ``before_train``, ``before_step``, ``after_step``, ``after_train``, ``on_log(row)``
 (every metrics row the trainer logs) and ``close`` (always called, also after an error).
 :func:`default_hooks` builds the list ``eseg train`` uses, in this order: header, metrics file,
-TensorBoard, MLflow, precise BN, evaluation (+ best checkpoint + pictures), last checkpoint,
-final report.
+TensorBoard, precise BN, evaluation (+ best checkpoint + pictures), last checkpoint,
+final report, MLflow.
 """
 from __future__ import annotations
 
@@ -171,6 +171,11 @@ class MLflowLogger(HookBase):
     def before_train(self) -> None:
         if not self.trainer.info.is_main:
             return
+        if "://" not in self.uri or self.uri.startswith("file:"):  # a local folder, asked for by name
+            import os
+
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            self.uri = self.uri if self.uri.startswith("file:") else Path(self.uri).resolve().as_uri()
         self.mlflow.set_tracking_uri(self.uri)
         self.mlflow.start_run(run_name=self.run_name)
         self.active = True
@@ -328,9 +333,9 @@ def default_hooks(trainer) -> list[HookBase]:
     hooks: list[HookBase] = [RunHeader(), MetricsFile(trainer.run_dir, cfg.train.log_interval)]
     if cfg.run.tensorboard:
         hooks.append(TensorBoardLogger(trainer.run_dir))
-    if cfg.run.mlflow:
-        hooks.append(MLflowLogger(cfg.run.mlflow, trainer.run_dir.name))
     if cfg.train.precise_bn_batches:
         hooks.append(PreciseBN(cfg.train.precise_bn_batches))
     hooks += [Evaluation(), PeriodicCheckpoint(), FinalReport()]
+    if cfg.run.mlflow:  # last: its artifacts are the final report's files
+        hooks.append(MLflowLogger(cfg.run.mlflow, trainer.run_dir.name))
     return hooks

@@ -1,7 +1,7 @@
 """The training run folder: its default name, what a new run clears, and one trainer at a time.
 
 ``runs/<config>`` for a new run, then ``-2``, ``-3``... when that exists (as Ultralytics does),
-unless ``--out`` names a folder or ``--exist-ok`` reuses it. A lock file (host and pid) keeps a
+unless ``--out`` names a folder or ``--overwrite`` reuses it. A lock file (host and pid) keeps a
 second trainer out of a busy folder; a lock left by a process that no longer runs is taken over.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..paths import RUN_CONFIG
 
 LOCK_FILE = ".eseg.lock"
-# Files and folders a run writes; `--exist-ok` removes exactly these before starting over.
+# Files and folders a run writes; `--overwrite` removes exactly these before starting over.
 RUN_OUTPUTS = (RUN_CONFIG, "metrics.jsonl", "metrics.csv", "curves.png", "overlays", "checkpoints", "predictions",
                "final_metrics.json", "per_class_iou.png", "confusion_matrix.png", "tb")
 
@@ -59,17 +59,17 @@ def latest_run(base: Path) -> Path:
     return found[-1] if found else base
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, exist_ok: bool) -> None:
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Check ``run_dir`` before a run starts in it (rank 0): refuse a file, a busy folder, or an
-    old run unless resuming or ``exist_ok`` (which clears exactly the run's own outputs)."""
+    old run unless resuming or ``overwrite`` (which clears exactly the run's own outputs)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out '{run_dir}' is a file, not a folder; name a folder for the run")
     existing = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
     if not existing or resume:
         return
-    if not exist_ok:
+    if not overwrite:
         raise ConfigError(f"run folder '{run_dir}' already holds a run ({', '.join(existing)}); pass --resume to "
-                          "continue it, --exist-ok to start over in it, or --out for another folder")
+                          "continue it, --overwrite to start over in it, or --out for another folder")
     for name in existing:
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -319,11 +319,11 @@ class Trainer:
                 self.last_loss, self.last_lr = self.train_step(next(batches))
                 for hook in self.hooks:
                     hook.after_step()
+            for hook in self.hooks:
+                hook.after_train()
         finally:
             for hook in self.hooks:
                 hook.close()
-        for hook in self.hooks:
-            hook.after_train()
         return self.final_metrics or self.best_metrics or {}
 
     def benchmark(self, steps: int, warmup: int = 3) -> float:

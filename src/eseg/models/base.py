@@ -25,7 +25,7 @@ from huggingface_hub import ModelHubMixin
 from torch import nn
 
 from .. import fileio
-from ..paths import CONFIG_FILE, WEIGHTS_FILE
+from ..paths import CONFIG_FILE, WEIGHTS_FILE, looks_like_repo_id
 from ..errors import CheckpointError, ConfigError, DataError
 from .config import ModelConfig, resolve_normalization
 from .padding import pad_to_multiple
@@ -96,29 +96,25 @@ class SegmentationModel(nn.Module, ModelHubMixin, library_name="eseg", tags=["se
         """A folder written by :meth:`save_pretrained` (or a file in it), or a Hub repo id
         ``org/name`` (downloaded, or read from the Hub cache when offline)."""
         path = Path(pretrained_model_name_or_path)
-        if path.exists() or not _looks_like_repo_id(str(pretrained_model_name_or_path)):
+        if path.exists() or not looks_like_repo_id(str(pretrained_model_name_or_path)):
             return _check_class(cls, load_model(path, map_location=kwargs.get("map_location", "cpu")))
-        return super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
+        # straight to the download: the config is eseg's own, not the mixin's __init__ arguments
+        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
                          force_download: bool = False, local_files_only: bool = False, token: str | bool | None = None,
                          map_location: str = "cpu", **_: Any):
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
         try:
             folder = snapshot_download(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
                                        local_files_only=local_files_only, token=token,
                                        allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, CARD_FILE])
-        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
+        except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot get model '{model_id}' from the Hugging Face Hub or its cache ({exc})") from exc
         return _check_class(cls, load_model(folder, map_location=map_location))
-
-
-def _looks_like_repo_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
 
 
 def _check_class(cls: type, model: SegmentationModel) -> SegmentationModel:
@@ -142,7 +138,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     """Rebuild the model saved in ``path`` (its folder, or its config.json / model.safetensors);
     a Hub repo id ``org/name`` is fetched through :meth:`SegmentationModel.from_pretrained`."""
     directory = Path(path)
-    if not directory.exists() and _looks_like_repo_id(str(path)):
+    if not directory.exists() and looks_like_repo_id(str(path)):
         return SegmentationModel.from_pretrained(str(path), map_location=str(map_location))
     if directory.is_file() and directory.name in (CONFIG_FILE, WEIGHTS_FILE):
         directory = directory.parent

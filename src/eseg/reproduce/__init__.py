@@ -27,7 +27,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .experiments import ClaimsOptions, Manifest, Plan, load_manifest, plan_claims
 from .report import JSON_FILE, render_markdown, write_reports
-from .verdicts import claim_verdicts, compare, judge
+from .verdicts import claim_verdicts, compare, judge, summarize
 
 __all__ = ["ClaimsOptions", "Manifest", "Plan", "claim_verdicts", "compare", "judge", "load_manifest", "load_report",
            "plan_claims", "render_markdown", "run_claims", "write_reports"]
@@ -63,8 +63,6 @@ def run_claims(options: ClaimsOptions, log: Callable[[str], None] = print) -> di
 
 
 def summarize_and_judge(doc: dict) -> dict:
-    from .verdicts import summarize
-
     for exp in doc["experiments"].values():
         exp["summary"] = summarize(exp["runs"])
     return judge(doc)

@@ -12,7 +12,6 @@ from pathlib import Path
 import yaml
 
 from .. import fileio
-from ..data.synthetic import HORIZON_RANGE
 from .verdicts import with_role
 
 JSON_FILE, MARKDOWN_FILE = "claims.json", "claims.md"
@@ -156,6 +155,8 @@ def header_section(doc: dict) -> list[str]:
 
 
 def setting_section(doc: dict) -> list[str]:
+    from ..data.synthetic import HORIZON_RANGE  # imports torch: only when rendering
+
     settings = doc["settings"]
     size = tuple(settings["image_size"])
     backbones = sorted({exp["model"].get("backbone", "?") for exp in doc["experiments"].values()})
