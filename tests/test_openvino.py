@@ -59,7 +59,8 @@ def made(tmp_path_factory):
     paths["bf16"] = root / "bf16.xml"
     logs["bf16"] = cli(*common, "--dynamic", "--precision", "bf16", "--out", paths["bf16"])
     paths["int8"] = root / "int8.xml"
-    logs["int8"] = cli(*common, "--precision", "int8", "--eval-data", "synthetic", "--eval-images", "2", "--out", paths["int8"])
+    logs["int8"] = cli(*common, "--precision", "int8", "--eval-data", "synthetic", "--eval-images", "2",
+                       "--out", paths["int8"])
     return {"model": model, "root": root, "paths": paths, "logs": logs}
 
 
@@ -198,7 +199,8 @@ def test_a_failed_parity_check_writes_nothing(made, tmp_path, monkeypatch):
             return super().__call__(batch) + 0.01
 
     monkeypatch.setattr(ov_runtime, "OpenVINORunner", Off)
-    request = ExportRequest(model=str(made["root"] / "model"), format="openvino", size=SIZE, out=str(tmp_path / "m.xml"))
+    request = ExportRequest(model=str(made["root"] / "model"), format="openvino", size=SIZE,
+                            out=str(tmp_path / "m.xml"))
     with pytest.raises(CheckpointError, match="openvino fp32 parity check failed"):
         export_model(request, log=lambda line: None)
     assert list(tmp_path.iterdir()) == []
@@ -208,3 +210,16 @@ def test_missing_openvino_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(ESegError, match=r"pip install 'eseg\[openvino\]'"):
         ov_runtime.require_openvino()
+
+
+def test_devices_and_precisions_are_checked(made):
+    from eseg.errors import ConfigError
+
+    xml = made["paths"]["fixed"]
+    with pytest.raises(ConfigError, match="OpenVINO does not run on cuda"):
+        OpenVINORunner(xml, device=torch.device("cuda", 0))
+    with pytest.raises(ConfigError, match="no device 'TPU'"):
+        OpenVINORunner(xml, device="TPU")
+    with pytest.raises(ConfigError, match="precision 'fp16'"):
+        OpenVINORunner(xml, precision="fp16")
+    assert OpenVINORunner(xml, device=torch.device("cpu"), threads=1).compiled.get_property("INFERENCE_NUM_THREADS") == 1

@@ -94,7 +94,7 @@ def test_glob_source_and_custom_palette(model_dir, tmp_path):
     np.testing.assert_array_equal(np.array(Image.open(out / "color" / "rgb.png")), np.array(colors, np.uint8)[mask])
 
 
-def test_video_round_trip(model_dir, tmp_path):
+def test_video_round_trip(model_dir, tmp_path, capsys):
     import imageio_ffmpeg
 
     rng = np.random.default_rng(0)
@@ -105,18 +105,26 @@ def test_video_round_trip(model_dir, tmp_path):
         writer.send(frame)
     writer.close()
     out = tmp_path / "out"
-    assert _predict(model_dir, tmp_path / "clip.mp4", out, "--batch-size", "2") == 0
+    assert _predict(model_dir, tmp_path / "clip.mp4", out, "--batch-size", "2", "--save-frames", "--progress") == 0
+    assert "5/5" in capsys.readouterr().err  # the progress bar counts frames, not videos
     seg = Segmenter.from_pretrained(model_dir)
-    _, decoded_input = read_video(tmp_path / "clip.mp4")
-    expected = [colorize(seg(f), eseg.palette.get_palette(None, 4)) for f in decoded_input]
+    fps, count, decoded_input = read_video(tmp_path / "clip.mp4")
+    assert (fps, count) == (5.0, 5)
+    masks = [seg(f) for f in decoded_input]
+    expected = [colorize(m, eseg.palette.get_palette(None, 4)) for m in masks]
     for kind in ("color", "overlay"):
-        fps, decoded = read_video(out / kind / "clip.mp4")
+        fps, _, decoded = read_video(out / kind / "clip.mp4")
         decoded = list(decoded)
         assert fps == 5 and len(decoded) == 5 and decoded[0].shape == (48, 64, 3)
     # H.264 is lossy: the color video stays close to the colorized masks, frame by frame.
-    fps, color_frames = read_video(out / "color" / "clip.mp4")
+    _, _, color_frames = read_video(out / "color" / "clip.mp4")
     for got, want in zip(color_frames, expected):
         assert np.abs(got.astype(int) - want.astype(int)).mean() < 12
+    # per-frame masks are lossless: exactly the Segmenter's masks of the decoded frames
+    saved = sorted((out / "masks" / "clip").glob("*.png"))
+    assert [p.name for p in saved] == [f"{i:06d}.png" for i in range(5)]
+    for path, mask in zip(saved, masks):
+        np.testing.assert_array_equal(np.array(Image.open(path)), mask)
 
 
 def test_real_photo(tmp_path, capsys):
@@ -142,3 +150,19 @@ def test_real_photo(tmp_path, capsys):
     assert legend.size[1] > 19 * 15  # one row per Cityscapes class
     with capsys.disabled():
         print(f"\n[predict on skimage.data.coffee()] outputs: {sorted(p.relative_to(out).as_posix() for p in out.rglob('*.*'))}")
+
+
+def test_inputs_sharing_a_stem_never_overwrite_each_other(model_dir, tmp_path, capsys):
+    """photo.png and photo.jpg in one folder, and photo.png in two folders: four outputs."""
+    rng = np.random.default_rng(3)
+    sizes = {"a/photo.png": (20, 30), "a/photo.jpg": (22, 33), "b/photo.png": (24, 36), "a/other.png": (10, 12)}
+    for rel, size in sizes.items():
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(tmp_path / "in" / rel)
+    out = tmp_path / "out"
+    assert _predict(model_dir, tmp_path / "in", out) == 0
+    assert "predicted 4 of 4" in capsys.readouterr().out
+    written = sorted(p.relative_to(out / "masks").as_posix() for p in (out / "masks").rglob("*.png"))
+    assert written == ["a/other.png", "a/photo.jpg.png", "a/photo.png.png", "b/photo.png"]
+    assert np.array(Image.open(out / "masks" / "a" / "photo.jpg.png")).shape == (22, 33)
+    assert np.array(Image.open(out / "masks" / "a" / "photo.png.png")).shape == (20, 30)

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark.report import markdown_report, write_reports
     from ..benchmark.run import BenchmarkSettings, run_benchmark
     from ..config import parse_override
-    from ..engine.distributed import resolve_device
+    from ..devices import resolve_device
     from ..engine.rundir import next_free
 
     model_options = {}

@@ -20,13 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "names/colors, or a dataset spec (default: the model's own)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the color mask")
     parser.add_argument("--save-probs", action="store_true", help="also save (C, H, W) float32 probabilities as .npy")
+    parser.add_argument("--save-frames", action="store_true",
+                        help="for videos, also write every frame's class-id mask (masks/<video>/<frame>.png)")
     options.add_overwrite(parser)
     options.add_progress(parser)
     options.add_inference(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.distributed import resolve_device
     from ..engine.rundir import next_free
     from ..inference.palettes import resolve_palette
     from ..inference.predict import predict_sources
@@ -34,12 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from ..runtimes import load_runner
 
     out_dir = Path(args.out) if args.out else next_free(Path("runs/predict"))
-    runner = load_runner(args.model, args.backend, device=resolve_device(args.device))
+    runner = load_runner(args.model, args.backend, device=args.device)
     segmenter = Segmenter(runner, amp=args.amp, **options.segmenter_options(args))
     info = runner.info
     palette, class_names = resolve_palette(args.palette, info.num_classes, info.class_names, info.palette)
     predictor = predict_sources(segmenter, args.source, out_dir, palette=palette, class_names=class_names,
-                                alpha=args.alpha, save_probs=args.save_probs, overwrite=args.overwrite,
+                                alpha=args.alpha, save_probs=args.save_probs, save_frames=args.save_frames,
+                                overwrite=args.overwrite,
                                 progress=args.progress)
     print(f"predicted {predictor.successes} of {predictor.total} input(s) with {segmenter}; outputs in {out_dir}")
     if predictor.failures:

@@ -103,4 +103,12 @@ def summary_lines(run_dir: Path, metrics: dict, best_step) -> list[str]:
             f"  predictions       {run_dir / 'predictions'}/",
             "  per-class IoU     " + ", ".join(f"{name} {v['IoU']:.3f}" for name, v in metrics["per_class"].items()),
             f"val mIoU of the best checkpoint (step {best_step}): {metrics['mIoU']:.4f}  "
-            f"(pixel accuracy {metrics['aAcc']:.4f})"]
+            f"(pixel accuracy {metrics['aAcc']:.4f})"] + skipped_line(metrics)
+
+
+def skipped_line(metrics: dict) -> list[str]:
+    counts = {k: v for k, v in (metrics.get("skipped_files") or {}).items() if v}
+    if not counts:
+        return []
+    return ["skipped bad files (on_bad_data: skip): " + ", ".join(f"{split} {n}" for split, n in counts.items())
+            + "; each is named in a warning above"]

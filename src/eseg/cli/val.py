@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     from ..data.meta import subset
     from ..data.specs import build_dataset
     from ..data.transforms import build_eval_transform
-    from ..engine.distributed import resolve_device
     from ..engine.evaluation import CityscapesExporter, SemSegEvaluator, inference_on_dataset
     from ..engine.reports import RESULTS_FILE, format_table, write_report
     from ..inference.segmenter import Segmenter
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if (out_dir / RESULTS_FILE).exists() and not args.overwrite:
         raise ConfigError(f"'{out_dir / RESULTS_FILE}' already exists; pass --overwrite to replace it or choose another --out")
-    runner = load_runner(model_path, args.backend, device=resolve_device(args.device))
+    runner = load_runner(model_path, args.backend, device=args.device)
     segmenter = Segmenter(runner, amp=args.amp, **options.segmenter_options(args))
     dataset = build_dataset(spec, split, transform=build_eval_transform(mean=runner.info.mean, std=runner.info.std))
     indices = range(len(dataset) if args.max_images is None else min(args.max_images, len(dataset)))

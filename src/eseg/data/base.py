@@ -5,12 +5,14 @@ turn raw mask values into train ids. ``load(i)`` reads and validates one sample;
 applies the transform and the bad-data policy:
 
 - ``on_bad_data='error'`` (default): a bad sample raises ``DataError`` naming the file.
-- ``on_bad_data='skip'``: a bad sample is reported once with a ``BadDataWarning`` naming the file,
-  recorded in ``bad_samples`` (``num_skipped`` counts them, ``skipped_summary()`` lists them) and
-  replaced by the next good sample in index order, so the replacement is deterministic.
+- ``on_bad_data='skip'``: a bad sample is recorded in ``bad_samples`` and replaced by the next
+  good sample in index order (deterministic). Each item says which samples its call skipped
+  (``item["skipped"]``, one reason per line), so a consumer reading through DataLoader workers
+  can report every file once (eseg.engine.trainer does); in the main process the dataset also
+  warns once per file with a ``BadDataWarning``.
 
-With DataLoader workers each worker process holds its own copy of the record; ``scan()`` checks
-every sample in the calling process when a complete report is wanted up front.
+``check_files()`` reads every file's header (size, mode, structure) before training, so most
+broken files are named before the first step; ``scan()`` decodes every sample for a full check.
 A missing or empty split is always an error, whatever the policy.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from ..palette import get_palette
-from .io import read_image, read_mask
+from .io import header_size, read_image, read_mask
 from .meta import DatasetMeta
 from .transforms import to_tensors
 
@@ -133,10 +135,11 @@ class SegDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         index %= len(self)
-        image, mask, used = self._load_with_policy(index)
+        skipped: list[str] = []
+        image, mask, used = self._load_with_policy(index, skipped)
         transform = self.transform or to_tensors
         image_t, mask_t = transform(image, mask)
-        return {"image": image_t, "mask": mask_t, "index": used}
+        return {"image": image_t, "mask": mask_t, "index": used, "skipped": "\n".join(skipped)}
 
     @property
     def meta(self) -> DatasetMeta:
@@ -153,6 +156,37 @@ class SegDataset(Dataset):
         lines += [f"  {reason}" for _, reason in sorted(self.bad_samples.items())]
         return "\n".join(lines)
 
+    def check_files(self) -> dict[int, str]:
+        """Check every sample's files from their headers (exists, decodable structure, mask mode,
+        image and mask sizes equal). Under ``on_bad_data='error'`` the first problems are one
+        DataError naming the files; under ``skip`` they are recorded. Returns {index: problem}."""
+        problems = {}
+        for index in range(len(self)):
+            if index not in self.bad_samples:
+                problem = self._header_problem(index)
+                if problem:
+                    problems[index] = problem
+        if problems and self.on_bad_data == "error":
+            shown = "\n  ".join(list(problems.values())[:5]) + ("\n  ..." if len(problems) > 5 else "")
+            raise DataError(f"{len(problems)} bad file(s) in {type(self).__name__}[{self.split}]:\n  {shown}\n"
+                            "Fix or remove them, or set on_bad_data: skip to train without them")
+        for index, problem in problems.items():
+            self._record_bad(index, DataError(problem), [])
+        return problems
+
+    def _header_problem(self, index: int) -> str | None:
+        image, mask = self.image_path(index), self.mask_path(index)
+        if image is None or mask is None:
+            return None  # generated samples: nothing on disk to check
+        try:
+            image_size, mask_size = header_size(image), header_size(mask, mask=True)
+        except DataError as exc:
+            return str(exc)
+        if image_size != mask_size:
+            return (f"{mask}: mask size {mask_size[1]}x{mask_size[0]} (WxH) differs from image {image} "
+                    f"size {image_size[1]}x{image_size[0]}")
+        return None
+
     def scan(self) -> dict[int, str]:
         """Load every sample once and return {index: problem} for the bad ones (also recorded in
         ``bad_samples``). Raises on the first bad sample under ``on_bad_data='error'``."""
@@ -161,7 +195,7 @@ class SegDataset(Dataset):
                 try:
                     self.load(index)
                 except DataError as exc:
-                    self._record_bad(index, exc)
+                    self._record_bad(index, exc, [])
         return dict(self.bad_samples)
 
     # --- internals ----------------------------------------------------------------------------
@@ -184,13 +218,17 @@ class SegDataset(Dataset):
                 f"and are not the ignore index {self.ignore_index}"
             )
 
-    def _record_bad(self, index: int, exc: DataError) -> None:
+    def _record_bad(self, index: int, exc: DataError, skipped: list[str]) -> None:
+        """Raise under 'error'; under 'skip' record it, add it to ``skipped`` and warn (main
+        process only: a worker's copy of the dataset reports through the item instead)."""
         if self.on_bad_data == "error":
             raise exc
         self.bad_samples[index] = str(exc)
-        warnings.warn(f"skipping bad sample: {exc}", BadDataWarning, stacklevel=4)
+        skipped.append(str(exc))
+        if torch.utils.data.get_worker_info() is None:
+            warnings.warn(f"skipping bad sample: {exc}", BadDataWarning, stacklevel=4)
 
-    def _load_with_policy(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def _load_with_policy(self, index: int, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
         count = len(self)
         for step in range(count):
             candidate = (index + step) % count
@@ -199,7 +237,7 @@ class SegDataset(Dataset):
             try:
                 image, mask = self.load(candidate)
             except DataError as exc:
-                self._record_bad(candidate, exc)
+                self._record_bad(candidate, exc, skipped)
                 continue
             return image, mask, candidate
         raise DataError(f"{type(self).__name__}[{self.split}]: every one of the {count} samples is bad:\n"

@@ -21,16 +21,47 @@ MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
 _LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "1")
 
 
+_PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
 def _open_fully(path: Path) -> Image.Image:
     """Open and decode the whole file now, so a truncated file fails here with its name."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    _require_file(path)
     try:
         img = Image.open(path)
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: the image header claims more pixels than PIL will decode ({exc})") from exc
+    except (*_PIL_ERRORS, MemoryError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc}); the file is corrupt or truncated") from exc
     return img
+
+
+def _require_file(path: Path) -> None:
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an image file")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+
+
+def header_size(path: str | Path, *, mask: bool = False) -> tuple[int, int]:
+    """(H, W) of an image as :func:`read_image` (or a mask as :func:`read_mask`) would return it,
+    from the file's header and a structural check, without decoding the pixels."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        with Image.open(path) as img:
+            width, height, mode = img.width, img.height, img.mode
+            transposed = not mask and img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            img.verify()  # chunk structure and checksums (PNG); catches most corrupt files cheaply
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: the image header claims more pixels than PIL will decode ({exc})") from exc
+    except _PIL_ERRORS as exc:
+        raise DataError(f"{path}: cannot decode image ({exc}); the file is corrupt or truncated") from exc
+    if mask and mode not in _LABEL_MODES:
+        raise DataError(f"{path}: mask has mode {mode!r}; masks must be single-channel label images (mode L, P or "
+                        "16-bit) whose pixel values are class ids, not colour-coded RGB. Convert colours to ids first.")
+    return (width, height) if transposed else (height, width)
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:

@@ -166,7 +166,7 @@ def inference_on_dataset(segmenter, data, evaluators: Sequence[DatasetEvaluator]
     for evaluator in evaluators:
         evaluator.reset()
     bar = _progress(len(loader.dataset), desc) if progress else None
-    start, count = time.perf_counter(), 0
+    start, count, skipped = time.perf_counter(), 0, []
     try:
         for items in loader:
             logits = segmenter.logits_from_tensors([item["image"] for item in items])
@@ -174,6 +174,7 @@ def inference_on_dataset(segmenter, data, evaluators: Sequence[DatasetEvaluator]
             for evaluator in evaluators:
                 evaluator.process(items, masks)
             count += len(items)
+            skipped += [line for item in items for line in item.get("skipped", "").splitlines() if line]
             if bar is not None:
                 bar.update(len(items))
     finally:
@@ -183,7 +184,7 @@ def inference_on_dataset(segmenter, data, evaluators: Sequence[DatasetEvaluator]
     results: dict = {}
     for evaluator in evaluators:
         results.update(evaluator.evaluate())
-    results.update(num_images=count, seconds=round(seconds, 3), mode=segmenter.mode,
+    results.update(num_images=count, seconds=round(seconds, 3), mode=segmenter.mode, skipped=skipped,
                    images_per_s=round(count / seconds, 3) if seconds > 0 else None)
     return results
 

@@ -297,7 +297,7 @@ class FinalReport(HookBase):
         if not t.info.is_main:
             t.final_metrics = metrics
             return
-        t.final_metrics = {"step": t.best_step, **metrics}
+        t.final_metrics = {"step": t.best_step, **metrics, "skipped_files": t.bad_data.counts()}
         self._write(best, t.final_metrics)
 
     def _best_model(self):

@@ -33,6 +33,7 @@ from ..errors import CheckpointError, ConfigError, ESegError
 from ..paths import WEIGHTS_FILE
 from . import checkpoint as ckpt
 from . import distributed
+from .bad_data import BadDataReport
 from .bn import set_bn_momentum, set_train_mode, sync_bn_buffers
 from .evaluation import PanelWriter, SemSegEvaluator, inference_on_dataset
 from .losses import build_loss
@@ -99,6 +100,7 @@ class Trainer:
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         config = self.model_config()
         self.train_set, self.val_set = build_datasets(cfg, config.mean, config.std, config.train_crop)
+        self.bad_data = self.check_data()
         self.model = self.build_model()
         self.ema = ModelEMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.optimizer = build_optimizer(self.model, cfg.train)
@@ -152,6 +154,13 @@ class Trainer:
                                   "are averaged over processes before each evaluation and checkpoint instead")
             model = debias_batchnorm(nn.SyncBatchNorm.convert_sync_batchnorm(model))
         return model
+
+    def check_data(self) -> BadDataReport:
+        """Every file's header before the first step: broken files are named now, not mid-run."""
+        report = BadDataReport()
+        for split, dataset in (("train", self.train_set), ("val", self.val_set)):
+            report.known(split, dataset.check_files().values())
+        return report
 
     def wrap_distributed(self) -> nn.Module:
         if not self.info.distributed:
@@ -296,7 +305,9 @@ class Trainer:
         was_training = model.training
         try:
             segmenter = Segmenter(model, device=self.info.device, batch_size=self.cfg.eval.batch_size)
-            return inference_on_dataset(segmenter, shard, evaluators, batch_size=self.cfg.eval.batch_size)
+            results = inference_on_dataset(segmenter, shard, evaluators, batch_size=self.cfg.eval.batch_size)
+            self.bad_data.add("val", results.pop("skipped"))
+            return results
         finally:
             model.train(was_training)
 
@@ -316,7 +327,9 @@ class Trainer:
             while self.step < total:
                 for hook in self.hooks:
                     hook.before_step()
-                self.last_loss, self.last_lr = self.train_step(next(batches))
+                batch = next(batches)
+                self.bad_data.add("train", batch.get("skipped", ()))
+                self.last_loss, self.last_lr = self.train_step(batch)
                 for hook in self.hooks:
                     hook.after_step()
             for hook in self.hooks:

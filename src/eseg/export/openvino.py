@@ -16,7 +16,7 @@ from ..runtimes.openvino import (
     META_PRECISION, PRECISIONS, RT_NAMESPACE, compile_openvino, openvino_core, require_openvino,
 )
 
-__all__ = ["save_openvino", "compile_openvino", "openvino_core"]
+__all__ = ["save_openvino", "compile_openvino", "openvino_core", "quantized_op_count"]
 
 
 def save_openvino(onnx_path: str | Path, xml_path: str | Path, *, precision: str) -> Path:

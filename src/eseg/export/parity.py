@@ -37,7 +37,7 @@ def check_parity(
         expected = model(x)
         got = runner(x)
         if got.shape != expected.shape:
-            raise CheckpointError(f"ONNX output shape {tuple(got.shape)} != PyTorch {tuple(expected.shape)} at {size}")
+            raise CheckpointError(f"exported graph output shape {tuple(got.shape)} != PyTorch {tuple(expected.shape)} at {size}")
         diff = (got - expected).abs().max().item()
         agree = (got.argmax(1) == expected.argmax(1)).float().mean().item()
         results.append({"size": list(size), "max_abs_diff": diff, "argmax_agreement": agree,

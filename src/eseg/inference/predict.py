@@ -15,7 +15,7 @@ import torch
 from .. import fileio
 from ..data.io import IMAGE_EXTENSIONS, as_rgb
 from ..data.transforms import normalize
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .segmenter import Segmenter
 from .video import VIDEO_EXTENSIONS, VideoWriter, is_video, read_video
 
@@ -24,7 +24,9 @@ LEGEND_FILE = "legend.png"
 
 
 def collect_sources(source: str | Path) -> list[tuple[Path, Path]]:
-    """(file, output stem relative to --out) for one file, a folder (recursive) or a glob."""
+    """(file, output stem relative to --out) for one file, a folder (recursive) or a glob. Stems
+    keep the path below the folder; files that share one (photo.png and photo.jpg) keep their
+    extension too (photo.png.png, photo.jpg.png), so no output replaces another."""
     import glob
 
     extensions = tuple(IMAGE_EXTENSIONS) + VIDEO_EXTENSIONS
@@ -42,11 +44,20 @@ def collect_sources(source: str | Path) -> list[tuple[Path, Path]]:
         raise DataError(f"--source '{source}' is not a file, a folder or a glob pattern that matches anything")
     if not files:
         raise DataError(f"no images or videos ({', '.join(extensions)}) found in '{source}'")
-    return [(f, f.relative_to(root).with_suffix("")) for f in files]
+    return unique_stems([(f, f.relative_to(root)) for f in files])
+
+
+def unique_stems(items: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """(file, relative path) -> (file, output stem): the path without its suffix, or with it
+    where two files would otherwise share a stem."""
+    counts: dict[Path, int] = {}
+    for _, rel in items:
+        counts[rel.with_suffix("")] = counts.get(rel.with_suffix(""), 0) + 1
+    return [(f, rel.with_suffix("") if counts[rel.with_suffix("")] == 1 else rel) for f, rel in items]
 
 
 def output_paths(out_dir: Path, stem: Path, *, video: bool, save_probs: bool) -> dict[str, Path]:
-    if video:
+    if video:  # per-frame masks, when asked for, go to masks/<stem>/<frame>.png
         return {"color": out_dir / COLOR_DIR / f"{stem}.mp4", "overlay": out_dir / OVERLAY_DIR / f"{stem}.mp4"}
     paths = {
         "mask": out_dir / MASK_DIR / f"{stem}.png",
@@ -67,12 +78,13 @@ class Predictor:
     """Runs ``eseg predict``: one Segmenter, one palette, one output folder."""
 
     def __init__(self, segmenter: Segmenter, out_dir: Path, *, palette: np.ndarray,
-                 alpha: float = 0.5, save_probs: bool = False) -> None:
+                 alpha: float = 0.5, save_probs: bool = False, save_frames: bool = False) -> None:
         self.segmenter = segmenter
         self.out_dir = out_dir
         self.palette = palette
         self.alpha = alpha
         self.save_probs = save_probs
+        self.save_frames = save_frames
         self.failures: list[tuple[Path, str]] = []
         self.successes = 0
         self.total = 0
@@ -116,31 +128,39 @@ class Predictor:
                         bar.update(1)
 
     def run_video(self, path: Path, stem: Path, bar) -> None:
-        from ..viz import colorize, overlay
-
+        """Colour and overlay videos (and per-frame masks with ``save_frames``); the progress bar
+        counts frames. A broken stream is reported and the other inputs go on."""
         paths = output_paths(self.out_dir, stem, video=True, save_probs=False)
         writers: list[VideoWriter] = []
         ok = False
         try:
-            fps, frames = read_video(path)
+            fps, _, frames = read_video(path)
             writers = [VideoWriter(paths["color"], fps), VideoWriter(paths["overlay"], fps)]
-            count = 0
-            for batch in _chunks(frames, self.segmenter.batch_size):
-                for frame, mask in zip(batch, self.segmenter.predict_batch(batch)):
-                    writers[0].append(colorize(mask, self.palette))
-                    writers[1].append(overlay(frame, mask, self.palette, alpha=self.alpha))
-                count += len(batch)
-            if count == 0:
+            if self._write_frames(frames, writers, stem, bar) == 0:
                 raise DataError(f"{path}: the video has no frames")
             ok = True
             self.successes += 1
-        except (DataError, OSError, RuntimeError) as exc:  # a broken stream: report it, keep going
+        except (DataError, OSError, RuntimeError) as exc:
             self._fail(path, exc if isinstance(exc, DataError) else DataError(f"{path}: cannot read video ({exc})"), bar)
         finally:
             for writer in writers:
                 writer.close(ok)
+
+    def _write_frames(self, frames, writers: list[VideoWriter], stem: Path, bar) -> int:
+        from ..viz import colorize, overlay
+
+        count = 0
+        for batch in _chunks(frames, self.segmenter.batch_size):
+            for frame, mask in zip(batch, self.segmenter.predict_batch(batch)):
+                writers[0].append(colorize(mask, self.palette))
+                writers[1].append(overlay(frame, mask, self.palette, alpha=self.alpha))
+                if self.save_frames:
+                    fileio.write_png(self.out_dir / MASK_DIR / stem / f"{count:06d}.png",
+                                     mask if mask.dtype == np.uint8 else mask.astype(np.uint16))
+                count += 1
             if bar is not None:
-                bar.update(1)
+                bar.update(len(batch))
+        return count
 
 
 def _chunks(items, size: int) -> Iterator[list]:
@@ -156,8 +176,6 @@ def _chunks(items, size: int) -> Iterator[list]:
 
 def check_outputs_free(sources: list[tuple[Path, Path]], out_dir: Path, *, save_probs: bool) -> None:
     """ConfigError naming the first output file that already exists."""
-    from ..errors import ConfigError
-
     planned = [p for path, stem in sources
                for p in output_paths(out_dir, stem, video=is_video(path), save_probs=save_probs).values()]
     existing = [p for p in planned if p.exists()]
@@ -167,8 +185,8 @@ def check_outputs_free(sources: list[tuple[Path, Path]], out_dir: Path, *, save_
 
 
 def predict_sources(segmenter: Segmenter, source: str | Path, out_dir: str | Path, *, palette: np.ndarray,
-                    class_names: list[str], alpha: float = 0.5, save_probs: bool = False, overwrite: bool = False,
-                    progress: bool = True) -> Predictor:
+                    class_names: list[str], alpha: float = 0.5, save_probs: bool = False, save_frames: bool = False,
+                    overwrite: bool = False, progress: bool = True) -> Predictor:
     """Predict every image and video ``source`` names into ``out_dir``; returns the Predictor,
     whose ``successes`` and ``failures`` say how it went."""
     from ..viz import legend
@@ -177,20 +195,34 @@ def predict_sources(segmenter: Segmenter, source: str | Path, out_dir: str | Pat
     out_dir = Path(out_dir)
     if not overwrite:
         check_outputs_free(sources, out_dir, save_probs=save_probs)
-    predictor = Predictor(segmenter, out_dir, palette=palette, alpha=alpha, save_probs=save_probs)
+    predictor = Predictor(segmenter, out_dir, palette=palette, alpha=alpha, save_probs=save_probs,
+                          save_frames=save_frames)
     predictor.total = len(sources)
     if overwrite or not (out_dir / LEGEND_FILE).exists():  # the same model gives the same legend
         fileio.write_png(out_dir / LEGEND_FILE, legend(class_names, palette))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(sources), desc="predict", unit="img", dynamic_ncols=True, file=sys.stderr)
+    images = [(p, s) for p, s in sources if not is_video(p)]
+    videos = [(p, s) for p, s in sources if is_video(p)]
+    bar = progress_bar(images, videos) if progress else None
     try:
-        predictor.run_images([(p, s) for p, s in sources if not is_video(p)], bar)
-        for path, stem in [(p, s) for p, s in sources if is_video(p)]:
+        predictor.run_images(images, bar)
+        for path, stem in videos:
             predictor.run_video(path, stem, bar)
     finally:
         if bar is not None:
             bar.close()
     return predictor
+
+
+def progress_bar(images: list, videos: list):
+    """One bar over every image and every video frame (a video whose length is unknown adds
+    its frames as they come)."""
+    from tqdm import tqdm
+
+    frames = 0
+    for path, _ in videos:
+        try:
+            frames += read_video(path)[1] or 0
+        except (DataError, ConfigError):
+            pass  # reported when the video is read
+    unit = "frame" if videos else "img"
+    return tqdm(total=len(images) + frames, desc="predict", unit=unit, dynamic_ncols=True, file=sys.stderr)

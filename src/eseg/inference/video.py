@@ -1,4 +1,5 @@
-"""Video in and out for predict: frames decoded and encoded by the ffmpeg that imageio-ffmpeg ships."""
+"""Video in and out for predict: decoded through imageio.v3, encoded by the ffmpeg that
+imageio-ffmpeg ships (the ``video`` extra)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -24,23 +25,35 @@ def _ffmpeg():
     return imageio_ffmpeg
 
 
-def read_video(path: Path) -> tuple[float, Iterator[np.ndarray]]:
-    """(fps, uint8 RGB frames) decoded by the ffmpeg binary that imageio-ffmpeg ships."""
-    reader = _ffmpeg().read_frames(str(path), pix_fmt="rgb24")
+def read_video(path: Path) -> tuple[float, int | None, Iterator[np.ndarray]]:
+    """(fps, frame count or None when the container does not say, uint8 RGB frames), read
+    through ``imageio.v3`` with its ffmpeg plugin (imageio-ffmpeg)."""
+    import imageio.v3 as iio
+
+    _ffmpeg()  # the plugin's binary, with a clear message when the extra is missing
     try:
-        meta = next(reader)
-    except (OSError, RuntimeError, StopIteration) as exc:
-        raise DataError(f"{path}: cannot open video ({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc})") from exc
-    width, height = meta["size"]
+        meta = iio.immeta(path, plugin="FFMPEG")
+    except (OSError, RuntimeError, IndexError, StopIteration) as exc:
+        raise DataError(f"{path}: cannot open video ({_last_line(exc)})") from exc
+    fps = float(meta.get("fps") or 25.0)
+    frames = meta.get("nframes")
+    if not isinstance(frames, int) or frames <= 0:
+        duration = meta.get("duration")
+        frames = round(duration * fps) if isinstance(duration, (int, float)) and duration > 0 else None
 
-    def frames() -> Iterator[np.ndarray]:
+    def decoded() -> Iterator[np.ndarray]:
         try:
-            for buffer in reader:
-                yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
-        finally:
-            reader.close()
+            for frame in iio.imiter(path, plugin="FFMPEG"):
+                yield np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+        except (OSError, RuntimeError) as exc:
+            raise DataError(f"{path}: cannot decode video ({_last_line(exc)})") from exc
 
-    return float(meta.get("fps") or 25.0), frames()
+    return fps, frames, decoded()
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
 
 
 class VideoWriter:

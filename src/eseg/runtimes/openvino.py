@@ -20,6 +20,7 @@ from .info import ModelInfo
 RT_NAMESPACE = "eseg"  # rt_info section holding ModelInfo.to_metadata() and META_PRECISION
 META_PRECISION = "eseg_precision"
 PRECISIONS = ("fp32", "bf16", "int8")  # what an exported graph is meant to run in
+VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")  # OpenVINO devices that dispatch to others
 HINTS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "int8": "f32"}  # -> INFERENCE_PRECISION_HINT
 
 
@@ -45,18 +46,29 @@ def inference_hint(precision: str) -> str:
     return HINTS[precision]
 
 
-def compile_openvino(model: Any, *, threads: int | None = None, precision: str = "f32", device: str = "CPU"):
+def compile_openvino(model: Any, *, threads: int | None = None, precision: str = "f32", device: str = "CPU",
+                     source: str | None = None):
     """A compiled model for ``model`` (an ``ov.Model``, or a path to an ``.xml`` or any ``.onnx``,
-    eseg's or not) with a latency hint, ``threads`` and an explicit inference precision."""
+    eseg's or not) with a latency hint, ``threads`` and an explicit inference precision;
+    ``source`` names the model in errors."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_hint(precision)}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    source = str(model) if isinstance(model, (str, Path)) else model
+    given = str(model) if isinstance(model, (str, Path)) else model
     try:
-        return openvino_core().compile_model(source, device, config)
+        return openvino_core().compile_model(given, device, config)
     except Exception as exc:  # OpenVINO raises RuntimeError and its own exception types
-        name = model if isinstance(model, (str, Path)) else "the model"
+        name = source or (given if isinstance(given, str) else given.get_friendly_name())
         raise CheckpointError(f"OpenVINO cannot compile '{name}' for device {device}: {exc}") from exc
+
+
+def compiled_precision(compiled, requested: str) -> str:
+    """The inference precision the device chose (a CPU without bf16 falls back to f32); the
+    requested one where the device does not report it (AUTO)."""
+    try:
+        return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    except Exception:  # OpenVINO raises RuntimeError and its own exception types
+        return requested
 
 
 def openvino_device(device: Any) -> str:
@@ -67,13 +79,17 @@ def openvino_device(device: Any) -> str:
     if name.startswith(("cuda", "mps")):
         raise ConfigError(f"OpenVINO does not run on {name}; pass --device cpu (or an OpenVINO device such as GPU), "
                           "or use the torch or onnxruntime backend")
-    return name  # an OpenVINO name: GPU, GPU.1, NPU, AUTO...
+    available = openvino_core().available_devices  # CPU, GPU.0, NPU...
+    if name.split(":")[0].split(".")[0] not in {*VIRTUAL_DEVICES, *(d.split(".")[0] for d in available)}:
+        raise ConfigError(f"OpenVINO has no device '{name}' here; available: {', '.join(available)}")
+    return name
 
 
 def read_ir(path: Path):
     """The ``ov.Model`` of an IR; CheckpointError naming the file when it cannot be read."""
     if not path.is_file():
-        raise CheckpointError(f"OpenVINO IR '{path}' does not exist; write one with 'eseg export MODEL --format openvino'")
+        raise CheckpointError(f"OpenVINO IR '{path}' does not exist; write one with "
+                              "'eseg export MODEL --format openvino'")
     weights = path.with_suffix(".bin")
     if not weights.is_file():
         if not _looks_like_ir(path):
@@ -131,10 +147,11 @@ class OpenVINORunner:
         self.info = ModelInfo.from_metadata(meta, source=str(path))
         self.graph_precision = meta.get(META_PRECISION, "fp32")
         if self.graph_precision not in PRECISIONS:
-            raise CheckpointError(f"'{path}' records precision '{self.graph_precision}', not one of {PRECISIONS}; re-export it")
+            raise CheckpointError(f"'{path}' records precision '{self.graph_precision}', not one of "
+                                  f"{', '.join(PRECISIONS)}; re-export it")
         self.compiled = compile_openvino(model, threads=threads, device=openvino_device(device),
-                                         precision=precision or self.graph_precision)
-        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # what the device chose
+                                         precision=precision or self.graph_precision, source=str(path))
+        hint = compiled_precision(self.compiled, inference_hint(precision or self.graph_precision))
         self.precision = f"int8+{hint}" if self.graph_precision == "int8" else hint
         self.request = self.compiled.create_infer_request()  # kept: a new one per call costs memory setup
         self.device = torch.device("cpu")  # outputs come back as CPU tensors
