@@ -143,6 +143,27 @@ def precise_stats(model: nn.Module, batches: list[torch.Tensor]) -> dict:
     return bn_stats(clone)
 
 
+def precise_sets(run: dict, start: int, count: int, chunk: int) -> dict[str, dict]:
+    """Precise BN over ``count`` training batches from step ``start``, and over each ``chunk`` of
+    them: how much precise BN itself varies with the batches it sees. One train-mode pass records
+    every batch's statistics; update_bn's estimate over a subset is their plain average."""
+    cache = run["out"] / f"precise_sets_{start}_{count}.pt"
+    if cache.is_file():
+        traj = torch.load(cache, weights_only=False)
+    else:
+        clone = copy.deepcopy(run["model"]).train()
+        recorder = BatchStatRecorder(clone)
+        with torch.no_grad():
+            for batch in run["batches"](start, count):
+                clone(batch)
+        recorder.remove()
+        traj = recorder.trajectory()
+        torch.save(traj, cache)
+    spans = [(a, min(a + chunk, count)) for a in range(0, count, chunk)] + [(0, count)]
+    return {f"precise BN, batches {start + a}-{start + b - 1}": {n: (m[a:b].mean(0), v[a:b].mean(0))
+                                                              for n, (m, v) in traj.items()} for a, b in spans}
+
+
 def local_error(run: tuple, ref: tuple, eps: float) -> float:
     """RMS error of one BN's eval output for inputs distributed as ``ref``, in units of its std:
     sqrt(mean_c[(s-1)^2 + d^2]) with s = sqrt((v_ref+eps)/(v_run+eps)), d = (m_ref-m_run)/sqrt(v_run+eps)."""
@@ -242,7 +263,8 @@ def run_one(kind: str, debias: bool, args: argparse.Namespace) -> dict:
         torch.save({"state": model.state_dict(), **saved}, cache)
     momenta = {n: m.momentum for n, m in batchnorm_layers(model)}
     eps = {n: m.eps for n, m in batchnorm_layers(model)}
-    return {"model": model.eval(), "val_set": val_set, "momenta": momenta, "eps": eps, **saved}
+    return {"model": model.eval(), "val_set": val_set, "momenta": momenta, "eps": eps, "out": out,
+            "batches": lambda start, count: training_batches(trainer, start, count), **saved}
 
 
 def schedules(run: dict, steps: int) -> dict[str, dict]:
@@ -270,7 +292,9 @@ def layer_table(run: dict, stats: dict, topo: dict, steps: int) -> list[dict]:
     for name, ref in precise.items():
         row = {"layer": name, **topo[name], "momentum": run["momenta"][name],
                "init_weight": (1 - run["momenta"][name]) ** steps,
-               "precise_var": float(np.median(ref[1])), "precise_absmean_over_std": float(np.median(np.abs(ref[0]) / np.sqrt(ref[1])))}
+               "precise_var": float(np.median(ref[1])),
+               "precise_absmean_over_std": float(np.median(np.abs(ref[0]) / np.sqrt(ref[1]))),
+               "var_ratio": float(np.median(stats["running (trained buffers)"][name][1] / ref[1]))}
         for label, values in stats.items():
             if label != "precise BN":
                 row[label] = local_error(values[name], ref, run["eps"][name])
@@ -358,6 +382,8 @@ def analyse(plain: dict, debiased: dict | None, args: argparse.Namespace) -> dic
         "simulation_check": max(local_error(running[n], stats["EMA, simulated"][n], 0.0) for n in precise),
         "logits_depth": topo["<logits>"],
         "swaps": swap_experiments(plain, running, topo, count),
+        "precise_sets": {label: miou(load_bn_stats(model, st), val_set, count)
+                         for label, st in precise_sets(plain, args.steps, args.precise_sets, args.bn_batches).items()},
         "fusion_weights": fusion_weights(model),
     }
     features = trajectory_features(plain, args.steps)
@@ -410,6 +436,8 @@ def miou_table(results: dict) -> str:
         for key, label in (("mIoU_running", "trained with debias_batchnorm: running stats"),
                            ("mIoU_precise", "trained with debias_batchnorm: precise BN")):
             rows.append([label] + [results[k]["debiased_run"][key] for k in kinds])
+    for label in next(iter(results.values()))["precise_sets"]:
+        rows.append([label] + [results[k]["precise_sets"][label] for k in kinds])
     rows.append(["trainer's own check (8 images, running stats)"] + [results[k]["trainer_mIoU_8_images"] for k in kinds])
     return md_table(["BN statistics (same weights)"] + [f"{k} mIoU %" for k in kinds], rows)
 
@@ -423,14 +451,15 @@ SCHEDULE_COLUMNS = {"running (trained buffers)": "err running", "EMA without the
 
 
 def group_table(layers: list[dict], key: str, values) -> str:
-    headers = [key, "#BN", "max depth", "pre-BN var", "|mean|/std", "(1-m)^T", *SCHEDULE_COLUMNS.values(),
+    headers = [key, "#BN", "max depth", "pre-BN var", "running/precise var", "|mean|/std", "(1-m)^T",
+               *SCHEDULE_COLUMNS.values(),
                "var growth", "batch-var noise"]
     rows = []
     for value in values:
         sel = [r for r in layers if r[key] == value]
         if sel:
             rows.append([value, len(sel), max(r["depth"] for r in sel), median_of(sel, "precise_var"),
-                         median_of(sel, "precise_absmean_over_std"), median_of(sel, "init_weight"),
+                         median_of(sel, "var_ratio"), median_of(sel, "precise_absmean_over_std"), median_of(sel, "init_weight"),
                          *(median_of(sel, c) for c in SCHEDULE_COLUMNS), median_of(sel, "var_growth"),
                          median_of(sel, "batch_var_noise")])
     return md_table(headers, rows)
@@ -492,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-images", type=int, default=24)
     parser.add_argument("--bn-batches", type=int, default=25, help="training batches for precise BN")
     parser.add_argument("--drift-images", type=int, default=4)
+    parser.add_argument("--precise-sets", type=int, default=100,
+                        help="training batches for the precise-BN variability check (chunks of --bn-batches)")
     parser.add_argument("--topology-size", type=int, default=512, help="input side for the BN-depth forward")
     parser.add_argument("--no-debias-run", action="store_true", help="skip training with debias_batchnorm")
     parser.add_argument("--configs", type=Path, default=ROOT / "configs" / "claims",

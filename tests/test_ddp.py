@@ -68,3 +68,29 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
             torch.testing.assert_close(ddp[key], value, atol=1e-5, rtol=1e-4, msg=key)
     # Only rank 0 wrote: one metrics file, one line per step, no per-rank leftovers.
     assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["best", "last"]
+
+
+def reported_and_revalidated(run_dir: Path, tmp_path: Path, max_images: int) -> tuple[float, float]:
+    reported = json.loads((run_dir / "final_metrics.json").read_text())["mIoU"]
+    out = tmp_path / f"val_{run_dir.name}"
+    run([sys.executable, "-m", "eseg.cli", "val", str(run_dir), "--out", str(out), "--max-images", str(max_images),
+         "--num-workers", "0", "--device", "cpu", "--no-progress"])
+    return reported, json.loads((out / "results.json").read_text())["mIoU"]
+
+
+@pytest.mark.slow
+def test_reported_best_miou_is_what_eseg_val_measures_on_the_saved_checkpoint(tmp_path):
+    """BN is trained (not frozen), so under DDP each rank's buffers drift apart; they are averaged
+    before each evaluation and checkpoint, so the number the trainer reports is the saved model's."""
+    config = dict(CONFIG)
+    config["train"] = {**CONFIG["train"], "freeze_bn": False, "steps": 6}
+    config["eval"] = {**CONFIG["eval"], "interval": 3, "max_images": 3}
+    path = tmp_path / "bn.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    train = ["-m", "eseg.cli", "train", str(path)]
+    run([sys.executable, *train, "--out", str(tmp_path / "single")])
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         *train, "--out", str(tmp_path / "ddp")])
+    for name in ("single", "ddp"):
+        reported, measured = reported_and_revalidated(tmp_path / name, tmp_path, 3)
+        assert reported == pytest.approx(measured, abs=1e-6), name

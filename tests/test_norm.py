@@ -1,6 +1,7 @@
 """eseg.models.norm: bias-corrected BN running statistics, checked against hand-computed values."""
 import copy
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -146,11 +147,12 @@ def test_momentum_none_and_untracked_layers_stay_as_they_are():
     assert untracked.momentum == 0.1
 
 
-def test_deepcopy_keeps_the_behaviour():
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copies_keep_the_behaviour(how):
     bn = debias_batchnorm(make_bn("torch")).train()
     xs = batches(7)
     bn(xs[0])
-    clone = copy.deepcopy(bn)
+    clone = copy.deepcopy(bn) if how == "deepcopy" else pickle.loads(pickle.dumps(bn))
     assert is_debiased(clone)
     for x in xs[1:]:
         bn(x), clone(x)
