@@ -242,4 +242,3 @@ def test_save_figure_is_atomic_and_public(tmp_path):
     assert out == tmp_path / "sub" / "f.png"
     assert _png_size(out)[0] > 50
     assert _no_temp_files(tmp_path / "sub")
-    assert viz._save_figure is viz.save_figure  # eseg.reproduce still imports the old name

@@ -220,7 +220,6 @@ def save_figure(fig, out_png: str | Path) -> Path:
     return out_png
 
 
-_save_figure = save_figure  # eseg.reproduce still imports the old private name
 
 
 def lr_series(rows: Sequence[dict], lr_per_step: Sequence[float] | None = None) -> tuple[list[int], list[float]]:

@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     metrics = inference_on_dataset(segmenter, subset(dataset, indices), evaluators, batch_size=args.batch_size,
                                    num_workers=args.num_workers, progress=args.progress)
     print(format_table(metrics))
+    skipped = list(dict.fromkeys(metrics["skipped"]))
+    if skipped:
+        print(f"skipped {len(skipped)} bad file(s) (on_bad_data: skip):", file=sys.stderr)
+        for reason in skipped:
+            print(f"  {reason}", file=sys.stderr)
     paths = write_report(metrics, out_dir, extra={"model": str(model_path), "data": spec, "split": split,
                                                   "inference": repr(segmenter)})
     print(f"wrote {paths['results']}, {paths['iou_chart']}, {paths['confusion']}")

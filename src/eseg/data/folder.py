@@ -71,7 +71,15 @@ def find_classes_file(root: Path) -> Path:
 
 
 def _files_by_stem(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in extensions}
+    """{stem: file}; two files with one stem (a.png and a.jpg) are an error, not one silently dropped."""
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in extensions:
+            if path.stem in files:
+                raise DataError(f"{files[path.stem]} and {path}: two files with the stem '{path.stem}'; images and "
+                                "masks are matched by stem, so keep only one of them")
+            files[path.stem] = path
+    return files
 
 
 class FolderDataset(SegDataset):

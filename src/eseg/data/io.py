@@ -52,16 +52,29 @@ def header_size(path: str | Path, *, mask: bool = False) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             width, height, mode = img.width, img.height, img.mode
-            transposed = not mask and img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
             img.verify()  # chunk structure and checksums (PNG); catches most corrupt files cheaply
     except Image.DecompressionBombError as exc:
         raise DataError(f"{path}: the image header claims more pixels than PIL will decode ({exc})") from exc
     except _PIL_ERRORS as exc:
         raise DataError(f"{path}: cannot decode image ({exc}); the file is corrupt or truncated") from exc
+    transposed = not mask and _orientation(path) in (5, 6, 7, 8)
     if mask and mode not in _LABEL_MODES:
         raise DataError(f"{path}: mask has mode {mode!r}; masks must be single-channel label images (mode L, P or "
                         "16-bit) whose pixel values are class ids, not colour-coded RGB. Convert colours to ids first.")
     return (width, height) if transposed else (height, width)
+
+
+def _orientation(path: Path) -> int:
+    """The EXIF orientation tag, read again after ``verify()`` (which must come first: a PNG's
+    ``getexif()`` decodes the pixels, after which PNG ``verify()`` refuses). For a PNG only the
+    metadata before the pixel data is read, so the check stays cheap. A broken EXIF block is a
+    ``DataError``, as in :func:`image_to_rgb`."""
+    try:
+        with Image.open(path) as img:
+            exif = Image.Image.getexif(img) if img.format == "PNG" else img.getexif()
+            return exif.get(0x0112, 1)
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable EXIF orientation ({exc})") from exc
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
@@ -87,6 +100,10 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def image_to_rgb(img: Image.Image, *, source: str = "image") -> np.ndarray:
     """A PIL image of any mode as uint8 RGB (H, W, 3), honouring EXIF orientation."""
+    try:
+        img.load()  # a lazily opened, truncated file fails here, not as an "EXIF" problem below
+    except (*_PIL_ERRORS, MemoryError) as exc:
+        raise DataError(f"{source}: cannot decode image ({exc}); the file is corrupt or truncated") from exc
     try:
         img = ImageOps.exif_transpose(img)
     except Exception as exc:  # a broken EXIF block must not hide the pixels; report it clearly
@@ -144,8 +161,9 @@ def as_rgb(image, *, source: str = "image array") -> np.ndarray:
     including an empty (0-pixel) image."""
     if isinstance(image, (str, Path)):
         rgb = read_image(image)
-    elif isinstance(image, Image.Image):
-        rgb = image_to_rgb(image)
+    elif isinstance(image, Image.Image):  # named by its file when it was opened from one
+        source = getattr(image, "filename", None) or "PIL image"
+        rgb = image_to_rgb(image, source=source)
     else:
         rgb = array_to_rgb(image, source=source)
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:

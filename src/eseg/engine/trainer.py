@@ -306,7 +306,7 @@ class Trainer:
         try:
             segmenter = Segmenter(model, device=self.info.device, batch_size=self.cfg.eval.batch_size)
             results = inference_on_dataset(segmenter, shard, evaluators, batch_size=self.cfg.eval.batch_size)
-            self.bad_data.add("val", results.pop("skipped"))
+            self.bad_data.known("val", results.pop("skipped"))  # read in this process: the dataset warned
             return results
         finally:
             model.train(was_training)

@@ -50,7 +50,7 @@ def run_claims(options: ClaimsOptions, log: Callable[[str], None] = print) -> di
         experiments[job.name]["runs"].append(result)
         log(f"[{done}/{len(pending)}] {job.name} seed {job.seed}: mIoU {100 * result['mIoU']:.1f} precise BN, "
             f"{100 * result['running_bn_mIoU']:.1f} running BN; context mIoU {100 * result['context_mIoU']:.1f} "
-            f"({result['train_seconds']:.0f} s; {(time.perf_counter() - start) / 60:.1f} min so far)")
+            f"(trained in {result['train_seconds']:.0f} s; {(time.perf_counter() - start) / 60:.1f} min so far)")
     size = image_size(plan.config(plan.names[0]))
     costs = measure_costs({n: plan.config(n) for n in plan.names}, size, plan.budget.latency_runs, options.threads)
     for name, exp in experiments.items():

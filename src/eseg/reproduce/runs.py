@@ -58,7 +58,7 @@ def train_and_score(job: Job) -> dict:
     from ..engine.trainer import Trainer
 
     cfg, run_dir = job.cfg, job.run_dir
-    prepare_run_dir(run_dir, resume=False, exist_ok=True)
+    prepare_run_dir(run_dir, resume=False, overwrite=True)
     (run_dir / RESULT_FILE).unlink(missing_ok=True)
     start = time.perf_counter()
     trainer = Trainer(cfg, run_dir, hooks=[RunHeader(), MetricsFile(run_dir, cfg.train.log_interval)])
