@@ -24,17 +24,15 @@ import argparse
 import copy
 import json
 import math
-import re
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from eseg.models.norm import batchnorm_layers, debias_batchnorm, effective_momentum
+from eseg.models.norm import batchnorm_layers, debias_batchnorm, remove_debias
 
 MODELS = {"bifpn": "eseg_p9.yaml", "fpn": "fpn_p9.yaml"}  # in --configs
 GROUPS = ("backbone", "projection", "top-down", "bottom-up", "head")
@@ -46,15 +44,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_trainer(config: Path, out: Path, steps: int):
-    """The claims config with a short budget and no pictures; the model is built, not trained."""
+    """The claims config with a short budget and no pictures; the model is built, not trained.
+    Works with the engine before (eseg.engine.train) and after (eseg.engine.trainer) its split."""
     from eseg.config import load_config
-    from eseg.engine.train import Trainer, prepare_run_dir
 
     overrides = [f"train.steps={steps}", "eval.max_images=8", "eval.num_predictions=0", "eval.num_overlays=0",
                  f"run.out={out}"]
-    cfg = load_config(str(config), overrides)
-    prepare_run_dir(out, resume=False, exist_ok=True, is_main=True)
-    return Trainer(cfg, out)
+    try:
+        from eseg.engine.rundir import prepare_run_dir
+        from eseg.engine.trainer import Trainer
+    except ImportError:
+        from eseg.engine.train import Trainer, prepare_run_dir
+
+        prepare_run_dir(out, resume=False, exist_ok=True, is_main=True)
+        return Trainer(load_config(str(config), overrides), out)
+    # no precise BN inside fit: the running statistics are what is measured
+    prepare_run_dir(out, resume=False, overwrite=True)
+    return Trainer(load_config(str(config), overrides + ["train.precise_bn_batches=0"]), out)
 
 
 def fit(trainer) -> float:
@@ -64,8 +70,11 @@ def fit(trainer) -> float:
 
 def training_batches(trainer, start_step: int, count: int) -> list[torch.Tensor]:
     """``count`` training batches from step ``start_step`` on (the precise-BN batches of eseg reproduce)."""
-    trainer.step = start_step
-    batches = iter(trainer._loader())
+    if hasattr(trainer, "train_loader"):
+        batches = iter(trainer.train_loader(start_step=start_step))
+    else:
+        trainer.step = start_step
+        batches = iter(trainer._loader())
     return [next(batches)["image"] for _ in range(count)]
 
 
@@ -73,12 +82,18 @@ def miou(model: nn.Module, val_set, count: int) -> float:
     """The shared evaluator on the first ``count`` validation images, in %."""
     from torch.utils.data import Subset
 
-    from eseg.engine.evaluate import evaluate_dataset
-
     subset = Subset(val_set, range(min(count, len(val_set))))
-    metrics = evaluate_dataset(model.eval(), subset, batch_size=4, device="cpu", progress=False,
-                               num_classes=val_set.num_classes, ignore_index=val_set.ignore_index,
-                               class_names=list(val_set.class_names))
+    try:
+        from eseg.engine.evaluation import evaluate_model
+    except ImportError:
+        from eseg.engine.evaluate import evaluate_dataset
+
+        metrics = evaluate_dataset(model.eval(), subset, batch_size=4, device="cpu", progress=False,
+                                   num_classes=val_set.num_classes, ignore_index=val_set.ignore_index,
+                                   class_names=list(val_set.class_names))
+    else:
+        subset.meta = val_set.meta  # classes and ignore index for the evaluator
+        metrics = evaluate_model(model.eval(), subset, batch_size=4, device="cpu")
     return 100.0 * metrics["mIoU"]
 
 
@@ -111,11 +126,14 @@ class BatchStatRecorder:
         return {n: (torch.stack(self.means[n]).numpy(), torch.stack(self.vars[n]).numpy()) for n in self.means}
 
 
-def simulate(mean_t: np.ndarray, var_t: np.ndarray, momentum: float, debias: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Running statistics after the recorded (T, C) batch statistics, from PyTorch's 0 / 1."""
+def simulate(mean_t: np.ndarray, var_t: np.ndarray, momentum: float, debias: bool,
+             horizon: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Running statistics after the recorded (T, C) batch statistics, from PyTorch's 0 / 1.
+    ``debias``: factor max(m, min(1, horizon/t)); horizon 1 is debias_batchnorm's cumulative average,
+    horizon k > 1 a polynomial-decay average over roughly the last t/k steps."""
     mean, var = np.zeros(mean_t.shape[1]), np.ones(var_t.shape[1])
     for t in range(1, len(mean_t) + 1):
-        a = effective_momentum(momentum, t) if debias else momentum
+        a = max(momentum, min(1.0, horizon / t)) if debias else momentum
         mean = (1 - a) * mean + a * mean_t[t - 1]
         var = (1 - a) * var + a * var_t[t - 1]
     return mean, var
@@ -205,7 +223,8 @@ def topology(model: nn.Module, size: int) -> dict[str, dict]:
     after = {k: v for k, v in by_param.items() if group_of(v) != "backbone"}
     info = {name: {"level": int(round(math.log2(size / width))), "depth": depth.get(name, 0),
                    "group": group_of(name)} for name, width in widths.items()}
-    info["<logits>"] = {"depth": depth["<logits>"], "depth_after_backbone": bn_depths(logits.grad_fn, after)["<logits>"]}
+    info["<logits>"] = {"depth": depth["<logits>"],
+                        "depth_after_backbone": bn_depths(logits.grad_fn, after)["<logits>"]}
     return info
 
 
@@ -252,8 +271,8 @@ def run_one(kind: str, debias: bool, args: argparse.Namespace) -> dict:
         saved = torch.load(cache, weights_only=False)
         model.load_state_dict(saved.pop("state"))
     else:
-        if debias:
-            debias_batchnorm(model)
+        # the models may debias their own BN layers: the baseline is PyTorch's plain EMA
+        debias_batchnorm(model) if debias else remove_debias(model)
         recorder = BatchStatRecorder(model)
         trainer_miou = fit(trainer)
         recorder.remove()
@@ -280,6 +299,7 @@ def schedules(run: dict, steps: int) -> dict[str, dict]:
         "EMA, simulated": plain,
         "EMA without the initial 0/1": init_free,
         "bias-corrected max(m, 1/t), simulated": {n: simulate(*traj[n], momenta[n], debias=True) for n in traj},
+        "polynomial max(m, min(1, 5/t)), simulated": {n: simulate(*traj[n], momenta[n], True, 5.0) for n in traj},
         "EMA momentum 0.1, simulated": {n: simulate(*traj[n], 0.1, debias=False) for n in traj},
         "precise BN": run["precise"],
     }
@@ -302,27 +322,29 @@ def layer_table(run: dict, stats: dict, topo: dict, steps: int) -> list[dict]:
     return rows
 
 
+def bn_outputs(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every BN layer's eval-mode output for one image, and the logits."""
+    outputs = {}
+    handles = [m.register_forward_hook(lambda m, a, out, n=n: outputs.__setitem__(n, out.detach().clone()))
+               for n, m in batchnorm_layers(model)]
+    try:
+        with torch.no_grad():
+            outputs["<logits>"] = model.eval()(image[None])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
 def activation_drift(model: nn.Module, stats: dict, ref_stats: dict, images: list[torch.Tensor]) -> dict[str, float]:
     """Relative RMS difference of every BN layer's eval-mode output between ``stats`` and
     ``ref_stats`` (the error each layer receives from upstream plus its own)."""
     test, ref = load_bn_stats(model, stats), load_bn_stats(model, ref_stats)
     totals: dict[str, list[float]] = {}
     for image in images:
-        outputs = {}
-        handles = [m.register_forward_hook(lambda m, a, o, n=n: outputs.__setitem__(n, o.detach()))
-                   for n, m in batchnorm_layers(ref)]
-        with torch.no_grad():
-            ref_logits = ref(image[None])
-        for h in handles:
-            h.remove()
-        handles = [m.register_forward_hook(
-            lambda m, a, o, n=n: totals.setdefault(n, []).append(float((o - outputs[n]).norm() / outputs[n].norm().clamp_min(1e-12))))
-            for n, m in batchnorm_layers(test)]
-        with torch.no_grad():
-            logits = test(image[None])
-        for h in handles:
-            h.remove()
-        totals.setdefault("<logits>", []).append(float((logits - ref_logits).norm() / ref_logits.norm()))
+        expected, got = bn_outputs(ref, image), bn_outputs(test, image)
+        for name, value in expected.items():
+            totals.setdefault(name, []).append(float((got[name] - value).norm() / value.norm().clamp_min(1e-12)))
     return {n: statistics.fmean(v) for n, v in totals.items()}
 
 
@@ -359,6 +381,22 @@ def trajectory_features(run: dict, steps: int) -> dict[str, dict]:
     return out
 
 
+def fusion_input_variance(run: dict, start: int, count: int) -> dict[str, float]:
+    """Variance of each fusion's output (a node's input before activation and separable conv),
+    train mode, averaged over channels and ``count`` training batches: averaging (BiFPN's
+    normalized weights, ~1/k each) vs summing (plain FPN) sets the scale every node BN sees."""
+    model = copy.deepcopy(run["model"]).train()
+    sums: dict[str, list[float]] = {}
+    for name, module in model.named_modules():
+        if type(module).__name__ == "WeightedFusion":
+            module.register_forward_hook(lambda m, a, out, name=name: sums.setdefault(name, []).append(
+                float(out.detach().float().var(dim=(0, 2, 3)).mean())))
+    with torch.no_grad():
+        for batch in run["batches"](start, count):
+            model(batch)
+    return {name: statistics.fmean(v) for name, v in sums.items()}
+
+
 def fusion_weights(model: nn.Module) -> dict[str, list[float]]:
     """Fast-normalized fusion weights relu(w)/(sum+eps) of every fusion (all 1/k at init)."""
     out = {}
@@ -385,6 +423,7 @@ def analyse(plain: dict, debiased: dict | None, args: argparse.Namespace) -> dic
         "precise_sets": {label: miou(load_bn_stats(model, st), val_set, count)
                          for label, st in precise_sets(plain, args.steps, args.precise_sets, args.bn_batches).items()},
         "fusion_weights": fusion_weights(model),
+        "fusion_input_var": fusion_input_variance(plain, args.steps, 5),
     }
     features = trajectory_features(plain, args.steps)
     result["layers"] = [{**row, **features[row["layer"]]} for row in layer_table(plain, stats, topo, args.steps)]
@@ -438,7 +477,8 @@ def miou_table(results: dict) -> str:
             rows.append([label] + [results[k]["debiased_run"][key] for k in kinds])
     for label in next(iter(results.values()))["precise_sets"]:
         rows.append([label] + [results[k]["precise_sets"][label] for k in kinds])
-    rows.append(["trainer's own check (8 images, running stats)"] + [results[k]["trainer_mIoU_8_images"] for k in kinds])
+    rows.append(["trainer's own check (8 images, running stats)"]
+                + [results[k]["trainer_mIoU_8_images"] for k in kinds])
     return md_table(["BN statistics (same weights)"] + [f"{k} mIoU %" for k in kinds], rows)
 
 
@@ -446,8 +486,10 @@ def median_of(rows: list[dict], key: str) -> float:
     return float(np.median([r[key] for r in rows])) if rows else float("nan")
 
 
-SCHEDULE_COLUMNS = {"running (trained buffers)": "err running", "EMA without the initial 0/1": "err EMA w/o init",
-                    "bias-corrected max(m, 1/t), simulated": "err bias-corrected", "EMA momentum 0.1, simulated": "err EMA 0.1"}
+SCHEDULE_COLUMNS = {"running (trained buffers)": "err running",
+                    "EMA without the initial 0/1": "err EMA w/o init",
+                    "bias-corrected max(m, 1/t), simulated": "err bias-corrected",
+                    "EMA momentum 0.1, simulated": "err EMA 0.1"}
 
 
 def group_table(layers: list[dict], key: str, values) -> str:
@@ -459,7 +501,8 @@ def group_table(layers: list[dict], key: str, values) -> str:
         sel = [r for r in layers if r[key] == value]
         if sel:
             rows.append([value, len(sel), max(r["depth"] for r in sel), median_of(sel, "precise_var"),
-                         median_of(sel, "var_ratio"), median_of(sel, "precise_absmean_over_std"), median_of(sel, "init_weight"),
+                         median_of(sel, "var_ratio"), median_of(sel, "precise_absmean_over_std"),
+                         median_of(sel, "init_weight"),
                          *(median_of(sel, c) for c in SCHEDULE_COLUMNS), median_of(sel, "var_growth"),
                          median_of(sel, "batch_var_noise")])
     return md_table(headers, rows)
@@ -483,11 +526,14 @@ def fusion_table(results: dict) -> str:
     rows = []
     for kind, result in results.items():
         for part in ("top_down", "bottom_up", "head"):
-            ws = [w for n, w in result["fusion_weights"].items() if f"{part}." in n or n.startswith(part)]
+            def pick(d):
+                return [v for n, v in d.items() if f"{part}." in n or n.startswith(part)]
+            ws, variances = pick(result["fusion_weights"]), pick(result["fusion_input_var"])
             ratios = [wi * len(w) for w in ws for wi in w]  # 1.0 = unchanged from init (1/k)
-            if ratios:
-                rows.append([kind, part, len(ws), min(ratios), max(ratios)])
-    return md_table(["model", "fusions", "#", "min w*k", "max w*k"], rows)
+            if variances:
+                low, high = (min(ratios), max(ratios)) if ratios else ("sum", "sum")
+                rows.append([kind, part, len(variances), low, high, float(np.median(variances))])
+    return md_table(["model", "fusions", "#", "min w*k", "max w*k", "fused-input var (median)"], rows)
 
 
 def report(results: dict, args: argparse.Namespace) -> str:
@@ -503,14 +549,16 @@ def report(results: dict, args: argparse.Namespace) -> str:
                               "level", range(1, 12)),
                   f"### {kind}: mIoU with one part on running stats (rest precise) / one part precise (rest running)",
                   md_table(["part", "only this part running", "only this part precise"], result["swaps"]),
-                  f"### {kind}: eval-mode activation drift vs precise stats, by BN depth "
-                  f"(longest BN path input->logits: {depth['depth']} BN, {depth['depth_after_backbone']} after the backbone)",
+                  f"### {kind}: eval-mode activation drift vs precise stats, by BN depth (longest BN path "
+                  f"input->logits: {depth['depth']} BN, {depth['depth_after_backbone']} after the backbone)",
                   drift_table(result)]
         if "debiased_run" in result:
-            parts += [f"### {kind}: trained with debias_batchnorm", "```", json.dumps(result["debiased_run"], indent=1), "```"]
+            parts += [f"### {kind}: trained with debias_batchnorm",
+                      "```\n" + json.dumps(result["debiased_run"], indent=1) + "\n```"]
         parts.append(f"simulation check ({kind}): max local error between trained buffers and simulated EMA = "
                      f"{result['simulation_check']:.2e}")
-    parts += ["## Fast-normalized fusion weights at the end (w*k = 1: as initialized)", fusion_table(results)]
+    parts += ["## Fusion weights at the end (fast-normalized: w*k = 1 as initialized; FPN nodes sum) and the "
+              "variance of the fused inputs (train mode)", fusion_table(results)]
     return "\n\n".join(parts)
 
 

@@ -14,7 +14,13 @@ from eseg.cli import main
 from eseg.config import load_config
 from eseg.errors import ConfigError
 from eseg.models.padding import padded_size
-from eseg.reproduce import ClaimsOptions, claim_verdicts, compare, load_manifest, plan_claims
+from eseg.reproduce import (
+    ClaimsOptions,
+    claim_verdicts,
+    compare,
+    load_manifest,
+    plan_claims,
+)
 from eseg.reproduce.experiments import experiment_config
 from eseg.reproduce.report import level_ladder, padding_text
 from eseg.reproduce.runs import context_scores

@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 
 import eseg
-from eseg.errors import ConfigError, DataError
 from eseg.data.transforms import normalize
+from eseg.errors import ConfigError, DataError
 from eseg.inference.geometry import slide_windows
 from eseg.inference.segmenter import Segmenter
 from eseg.runtimes import load_runner

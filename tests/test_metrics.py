@@ -4,7 +4,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassJaccardIndex,
+)
 
 from eseg.errors import DataError
 from eseg.metrics import ConfusionMatrix, confusion_matrix, metrics_from_confusion

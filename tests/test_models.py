@@ -11,8 +11,7 @@ from eseg.flops import count_macs
 from eseg.models.eseg.bifpn import WeightedFusion
 from eseg.models.padding import pad_to_size, padded_size
 
-from .conftest import TINY, tiny_model
-
+from .conftest import tiny_model
 
 ESEG_MODELS = [n for n in eseg.list_models() if eseg.models.MODELS.metadata(n)["arch"] == "eseg"]
 

@@ -15,6 +15,7 @@ from eseg.models.norm import (
     effective_momentum,
     get_bn_momentum,
     is_debiased,
+    remove_debias,
     set_bn_momentum,
 )
 
@@ -188,6 +189,17 @@ def test_idempotent():
     for x in xs:
         bn(x)
     np.testing.assert_allclose(stats(bn)[0], hand_running_stats(xs, M)[-1][0], rtol=1e-12)
+
+
+def test_remove_debias_restores_plain_ema():
+    bn = remove_debias(debias_batchnorm(make_bn("torch"))).train()
+    assert not is_debiased(bn)
+    assert not bn._forward_hooks and not bn._forward_pre_hooks and not bn._load_state_dict_post_hooks
+    plain = make_bn("torch").train()
+    for x in batches(3):
+        bn(x), plain(x)
+    np.testing.assert_array_equal(stats(bn)[0], stats(plain)[0])
+    np.testing.assert_array_equal(stats(bn)[1], stats(plain)[1])
 
 
 def test_set_and_override_long_run_momentum():

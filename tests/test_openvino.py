@@ -17,8 +17,13 @@ from eseg import Segmenter  # noqa: E402
 from eseg.cli import main  # noqa: E402
 from eseg.errors import CheckpointError, DataError, ESegError  # noqa: E402
 from eseg.export.onnx import export_onnx  # noqa: E402
-from eseg.export.openvino import quantized_op_count, save_openvino  # noqa: E402
-from eseg.export.pipeline import MIN_ARGMAX_AGREEMENT, TOLERANCES, ExportRequest, export_model  # noqa: E402
+from eseg.export.openvino import quantized_op_count  # noqa: E402
+from eseg.export.pipeline import (  # noqa: E402
+    MIN_ARGMAX_AGREEMENT,
+    TOLERANCES,
+    ExportRequest,
+    export_model,
+)
 from eseg.runtimes import load_runner  # noqa: E402
 from eseg.runtimes import openvino as ov_runtime  # noqa: E402
 from eseg.runtimes.openvino import OpenVINORunner, layer_precisions, openvino_core  # noqa: E402

@@ -15,7 +15,12 @@ from PIL import Image
 import eseg
 from eseg.cli import main
 from eseg.data import build_dataset, build_eval_transform
-from eseg.engine.evaluation import CityscapesExporter, SemSegEvaluator, evaluate_model, inference_on_dataset
+from eseg.engine.evaluation import (
+    CityscapesExporter,
+    SemSegEvaluator,
+    evaluate_model,
+    inference_on_dataset,
+)
 from eseg.errors import ConfigError
 from eseg.inference.segmenter import Segmenter
 from eseg.metrics import ConfusionMatrix

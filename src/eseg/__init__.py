@@ -5,8 +5,9 @@ torch-free until a model, dataset or Segmenter is needed.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from .imports import lazy_attribute
 
 __version__ = "0.2.0"
 
@@ -20,12 +21,5 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    try:  # subpackages by attribute, e.g. eseg.palette, eseg.data
-        return importlib.import_module(f"eseg.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"eseg.{name}":
-            raise
-        raise AttributeError(f"module 'eseg' has no attribute '{name}'") from None
+def __getattr__(name: str) -> Any:  # subpackages by attribute too, e.g. eseg.palette, eseg.data
+    return lazy_attribute("eseg", _EXPORTS, name)

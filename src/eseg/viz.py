@@ -90,9 +90,8 @@ _WHITE = (255, 255, 255)
 
 @functools.lru_cache(maxsize=32)
 def _font(size: int):
-    from PIL import ImageFont
-
     import matplotlib  # ships DejaVu Sans, so captions look the same on every machine
+    from PIL import ImageFont
 
     path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     try:

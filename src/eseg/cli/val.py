@@ -69,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     from ..data.meta import subset
     from ..data.specs import build_dataset
     from ..data.transforms import build_eval_transform
-    from ..engine.evaluation import CityscapesExporter, SemSegEvaluator, inference_on_dataset
+    from ..engine.evaluation import (
+        CityscapesExporter,
+        SemSegEvaluator,
+        inference_on_dataset,
+    )
     from ..engine.reports import RESULTS_FILE, format_table, write_report
     from ..inference.segmenter import Segmenter
     from ..runtimes import load_runner

@@ -6,8 +6,9 @@ use.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from ..imports import lazy_attribute
 
 _EXPORTS = {
     "DATASETS": "specs", "build_dataset": "specs", "check_dataset_spec": "specs", "load_dataset_spec": "specs",
@@ -23,11 +24,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"eseg.data.{_EXPORTS[name]}"), name)
-    try:
-        return importlib.import_module(f"eseg.data.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"eseg.data.{name}":
-            raise
-        raise AttributeError(f"module 'eseg.data' has no attribute '{name}'") from None
+    return lazy_attribute("eseg.data", {k: f"eseg.data.{v}" for k, v in _EXPORTS.items()}, name)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..palette import ADE20K_CLASSES
-from .base import SegDataset, Sample, Transform
+from .base import Sample, SegDataset, Transform
 
 SPLIT_FOLDERS = {"train": "training", "val": "validation", "training": "training", "validation": "validation"}
 

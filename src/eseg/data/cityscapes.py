@@ -16,8 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..palette import CITYSCAPES_CLASSES, CITYSCAPES_NUM_LABEL_IDS, cityscapes_label_to_train_id
-from .base import SegDataset, Sample, Transform
+from ..palette import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_NUM_LABEL_IDS,
+    cityscapes_label_to_train_id,
+)
+from .base import Sample, SegDataset, Transform
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIXES = {"labelIds": "_gtFine_labelIds.png", "labelTrainIds": "_gtFine_labelTrainIds.png"}

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import DataError
-from .base import SegDataset, Sample, Transform
+from .base import Sample, SegDataset, Transform
 from .io import IMAGE_EXTENSIONS, MASK_EXTENSIONS
 
 CLASSES_FILES = ("classes.yaml", "classes.yml", "classes.json")

@@ -267,7 +267,9 @@ class CombinedLoss(nn.Module):
 
 def _smp_losses(where: str, kind: str) -> Any:
     try:
-        from segmentation_models_pytorch import losses  # lazy: the cross-entropy path needs no smp
+        from segmentation_models_pytorch import (
+            losses,  # lazy: the cross-entropy path needs no smp
+        )
     except ImportError as exc:
         raise ConfigError(f"{where}.type: loss type '{kind}' needs segmentation_models_pytorch, which cannot be "
                           f"imported ({exc}); install it with `pip install segmentation-models-pytorch` "

@@ -17,6 +17,7 @@ import torch
 
 from .. import fileio
 from ..errors import CheckpointError, ConfigError, ESegError
+from ..imports import require
 from ..runtimes.info import ModelInfo
 from ..runtimes.onnxruntime import INPUT_NAME, OUTPUT_NAME
 
@@ -25,12 +26,8 @@ QUANT_MODES = ("dynamic", "static")
 
 
 def require_onnx():
-    try:
-        import onnx
-        import onnxruntime  # noqa: F401  (every export is checked with it)
-    except ImportError as exc:
-        raise ESegError(f"ONNX export needs the onnx extra: pip install 'eseg[onnx]' ({exc})") from exc
-    return onnx
+    require("onnxruntime", "onnx", "ONNX export (every graph is checked with onnxruntime)")
+    return require("onnx", "onnx", "ONNX export")
 
 
 def export_metadata(model: torch.nn.Module, fixed_size: tuple[int, int] | None) -> dict[str, str]:

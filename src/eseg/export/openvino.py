@@ -13,7 +13,12 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..runtimes.openvino import (
-    META_PRECISION, PRECISIONS, RT_NAMESPACE, compile_openvino, openvino_core, require_openvino,
+    META_PRECISION,
+    PRECISIONS,
+    RT_NAMESPACE,
+    compile_openvino,
+    openvino_core,
+    require_openvino,
 )
 
 __all__ = ["save_openvino", "compile_openvino", "openvino_core", "quantized_op_count"]

@@ -35,7 +35,6 @@ from ..runtimes.torch import TorchRunner
 from .geometry import pair, resize, scaled_size, slide_windows
 from .modes import DEFAULT_TTA_SCALES, MODES
 
-
 ImageInput = Union[np.ndarray, "Image.Image", str, Path]  # noqa: F821  (PIL imported lazily)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import fileio
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..imports import require
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -18,11 +19,7 @@ def is_video(path: Path) -> bool:
 
 
 def _ffmpeg():
-    try:
-        import imageio_ffmpeg
-    except ImportError as exc:
-        raise ConfigError(f"video files need imageio-ffmpeg: pip install 'eseg[video]' ({exc})") from exc
-    return imageio_ffmpeg
+    return require("imageio_ffmpeg", "video", "reading and writing video files")
 
 
 def read_video(path: Path) -> tuple[float, int | None, Iterator[np.ndarray]]:

@@ -4,8 +4,9 @@ Names are imported lazily, so ``eseg.models.list_models()`` and the registries s
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from ..imports import lazy_attribute
 
 _EXPORTS = {
     "SegmentationModel": "eseg.models.base", "load_model": "eseg.models.base",
@@ -19,6 +20,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'eseg.models' has no attribute '{name}'")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    return lazy_attribute("eseg.models", _EXPORTS, name)

@@ -25,8 +25,8 @@ from huggingface_hub import ModelHubMixin
 from torch import nn
 
 from .. import fileio
-from ..paths import CONFIG_FILE, WEIGHTS_FILE, looks_like_repo_id
 from ..errors import CheckpointError, ConfigError, DataError
+from ..paths import CONFIG_FILE, WEIGHTS_FILE, looks_like_repo_id
 from .config import ModelConfig, resolve_normalization
 from .padding import pad_to_multiple
 
@@ -106,7 +106,11 @@ class SegmentationModel(nn.Module, ModelHubMixin, library_name="eseg", tags=["se
                          force_download: bool = False, local_files_only: bool = False, token: str | bool | None = None,
                          map_location: str = "cpu", **_: Any):
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+        from huggingface_hub.errors import (
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            OfflineModeIsEnabled,
+        )
 
         try:
             folder = snapshot_download(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
@@ -155,7 +159,6 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
 
 def read_model_config(path: Path) -> ModelConfig:
     """The architecture config saved in ``path`` (config.json), dispatched on its ``arch``."""
-    from .registry import ARCHITECTURES
 
     if not path.is_file():
         raise CheckpointError(f"'{path}' is missing; a saved eseg model folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")

@@ -13,7 +13,6 @@ import json
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from .. import fileio
 from ..data.synthetic import CONTEXT_CLASSES

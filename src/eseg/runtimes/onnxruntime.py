@@ -5,7 +5,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, ESegError
+from ..errors import CheckpointError, ConfigError
+from ..imports import require
 from .info import ModelInfo
 
 INPUT_NAME = "images"
@@ -13,11 +14,7 @@ OUTPUT_NAME = "logits"
 
 
 def require_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise ESegError(f"the onnxruntime backend needs the onnx extra: pip install 'eseg[onnx]' ({exc})") from exc
-    return onnxruntime
+    return require("onnxruntime", "onnx", "the onnxruntime backend")
 
 
 def onnx_session(path: str | Path, *, threads: int | None = None, device: str | torch.device | None = None):

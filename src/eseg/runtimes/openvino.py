@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConfigError, DataError, ESegError
+from ..errors import CheckpointError, ConfigError, DataError
+from ..imports import require
 from .info import ModelInfo
 
 RT_NAMESPACE = "eseg"  # rt_info section holding ModelInfo.to_metadata() and META_PRECISION
@@ -25,11 +26,7 @@ HINTS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "int8": "f32"}  # -> INFER
 
 
 def require_openvino():
-    try:
-        import openvino
-    except ImportError as exc:
-        raise ESegError(f"the openvino backend needs the openvino extra: pip install 'eseg[openvino]' ({exc})") from exc
-    return openvino
+    return require("openvino", "openvino", "the openvino backend")
 
 
 @functools.lru_cache(maxsize=1)

@@ -22,8 +22,8 @@ from torch import nn
 from ...errors import ConfigError
 from ..backbone import create_timm_features
 from ..base import SegmentationModel
-from ..norm import debias_batchnorm
 from ..layers import conv_bn_act
+from ..norm import debias_batchnorm
 from .config import DeepLabV3PlusConfig
 
 OS16_RATES = (6, 12, 18)  # DeepLabV3's atrous rates at output stride 16
