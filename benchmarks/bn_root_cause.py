@@ -17,6 +17,10 @@ the recorded batch statistics also give the running statistics of any other sche
 bias-corrected) for the same weights; the script checks this against the trained buffers.
 
     .venv/bin/python benchmarks/bn_root_cause.py --steps 150 --out /tmp/bn_root_cause
+
+Four 150-step runs (plain and debiased, BiFPN and FPN) take ~5 min each on one thread, the
+analysis ~12 min more; --reuse analyses the runs cached in --out again without training.
+``--configs`` points at another claims folder (e.g. an older checkout's, to compare).
 """
 from __future__ import annotations
 
@@ -271,8 +275,10 @@ def run_one(kind: str, debias: bool, args: argparse.Namespace) -> dict:
         saved = torch.load(cache, weights_only=False)
         model.load_state_dict(saved.pop("state"))
     else:
-        # the models may debias their own BN layers: the baseline is PyTorch's plain EMA
-        debias_batchnorm(model) if debias else remove_debias(model)
+        if debias:
+            debias_batchnorm(model)
+        else:  # the models may debias their own BN layers: the baseline is PyTorch's plain EMA
+            remove_debias(model)
         recorder = BatchStatRecorder(model)
         trainer_miou = fit(trainer)
         recorder.remove()
