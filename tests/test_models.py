@@ -37,7 +37,8 @@ def test_every_eseg_variant_builds_its_pyramid(name):
 
 def test_registry_covers_the_variants_and_rejects_unknown_names():
     assert eseg.list_models() == sorted(
-        ["deeplabv3plus", "eseg_s", "eseg_m", "eseg_l", "eseg_lite_s", "eseg_lite_m", "eseg_lite_l"]
+        ["deeplabv3plus", "eseg_s", "eseg_m", "eseg_l", "eseg_lite_s", "eseg_lite_m", "eseg_lite_l", "eseg_rt_s",
+         "eseg_rt_m"]
     )
     assert eseg.list_models("eseg_lite_*") == ["eseg_lite_l", "eseg_lite_m", "eseg_lite_s"]
     assert eseg.list_models("lite_s") == ["eseg_lite_s"]  # a plain filter is a substring
@@ -279,3 +280,49 @@ def test_readme_model_table_is_the_models_command_output():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
     assert markdown_table(model_rows()) in section, "README table is stale: run `eseg models --update README.md`"
+
+
+def test_p2_reaches_the_head_through_its_lateral_and_the_bifpn_spans_p3_to_p9():
+    model = tiny_model().eval()  # eseg_lite_s: fpn_min_level 3
+    assert model.config.bifpn_min_level == 3 and len(model.pyramid.layers[0].top_down) == 6  # P3..P9: 7 levels
+    seen = {}
+    model.backbone.register_forward_hook(lambda m, i, o: seen.setdefault("backbone", o))
+    model.pyramid.register_forward_hook(lambda m, i, o: seen.setdefault("pyramid", o))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 96))
+        lateral_p2 = model.pyramid.lateral[0](seen["backbone"][0])
+    assert torch.equal(seen["pyramid"][0], lateral_p2)  # not fused: P2 is the head's lateral only
+    assert len(seen["pyramid"]) == 8
+
+
+def test_progressive_head_is_upsample_and_add_from_the_coarsest_level():
+    from eseg.models.eseg.head import SegmentationHead
+
+    head = SegmentationHead(3, 4, 4, 2, num_layers=0).eval()
+    feats = [torch.randn(1, 4, 9, 13), torch.randn(1, 4, 5, 7), torch.randn(1, 4, 3, 4)]
+
+    def up(x, like):
+        return torch.nn.functional.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+    expected = feats[0] + up(feats[1] + up(feats[2], feats[1]), feats[0])
+    with torch.no_grad():
+        torch.testing.assert_close(head(feats), head.classifier(expected))
+
+
+@pytest.mark.parametrize("kind", ["progressive", "weighted"])
+def test_both_heads_and_a_p2_bifpn_keep_the_output_size(kind):
+    model = tiny_model(head_kind=kind, fpn_min_level=2).eval()
+    assert (model.head.fuse is None) == (kind == "progressive")
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 97, 203)).shape == (2, 4, 97, 203)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"fpn_min_level": 9}, "fpn_min_level=9 must be in [min_level=2, max_level=9)"),
+    ({"fpn_min_level": 1}, "fpn_min_level=1 must be in"),
+    ({"head_kind": "fancy"}, "'model.head_kind' = 'fancy' is not one of progressive, weighted"),
+])
+def test_bad_architecture_options_are_config_errors(options, message):
+    with pytest.raises(ConfigError) as info:
+        eseg.get_config("eseg_lite_s", **options)
+    assert message in str(info.value)

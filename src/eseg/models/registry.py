@@ -25,8 +25,9 @@ ARCHITECTURES.register("eseg", "eseg.models.eseg.model:ESeg", config=ESegConfig)
 ARCHITECTURES.register("deeplabv3plus", "eseg.models.deeplab.model:DeepLabV3Plus", config=DeepLabV3PlusConfig)
 
 MODELS: Registry = Registry("model")
-for _module, _arch, _family in ((eseg_variants, "eseg", "eseg"), (deeplab_variants, "deeplabv3plus", "baseline")):
+for _module, _arch in ((eseg_variants, "eseg"), (deeplab_variants, "deeplabv3plus")):
     for _name, _values in _module.VARIANTS.items():
+        _family = "baseline" if _arch != "eseg" else "eseg-rt (ours)" if "_rt_" in _name else "eseg"
         MODELS.register(_name, _values, arch=_arch, family=_family, costs=_module.COSTS.get(_name))
 
 

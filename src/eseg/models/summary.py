@@ -39,8 +39,11 @@ def measure_costs(name: str, num_classes: int = 19) -> tuple[float, float, float
 
 def design(config) -> str:
     if config.arch == "eseg":
-        return (f"P{config.min_level}-P{config.max_level} / {config.fpn_width} / {config.fpn_repeats} / "
-                f"{config.head_width}x{config.head_layers}")
+        levels = f"P{config.min_level}-P{config.max_level}"
+        if config.bifpn_min_level != config.min_level:
+            levels += f" (BiFPN P{config.bifpn_min_level}+)"
+        return (f"{levels} / {config.fpn_width} / {config.fpn_repeats} / {config.head_width}x{config.head_layers} "
+                f"{config.head_kind}")
     return f"OS{config.output_stride} / ASPP {config.aspp_width} / decoder {config.decoder_width}x{config.decoder_layers}"
 
 

@@ -133,7 +133,9 @@ class ExtraLevels(nn.Module):
 
 
 class FeaturePyramid(nn.Module):
-    """Backbone levels + extra levels, projected to ``width``, then ``repeats`` fusion layers."""
+    """Backbone levels + extra levels, projected to ``width``, then ``repeats`` fusion layers over
+    all but the ``num_side`` finest levels, which are returned as their lateral projection (they
+    reach the head without passing through the BiFPN)."""
 
     def __init__(
         self,
@@ -145,13 +147,15 @@ class FeaturePyramid(nn.Module):
         kind: str = "bifpn",
         fusion: str = "fast",
         act: str = "swish",
+        num_side: int = 0,
     ) -> None:
         super().__init__()
+        self.num_side = num_side
         self.extra = ExtraLevels(in_channels[-1], width, num_extra)
         self.lateral = nn.ModuleList(
             ConvBN1x1(c, width) if c != width else nn.Identity() for c in in_channels
         )
-        num_levels = len(in_channels) + num_extra
+        num_levels = len(in_channels) + num_extra - num_side
         if kind == "bifpn":
             layers = [BiFPNLayer(num_levels, width, fusion, act) for _ in range(repeats)]
         elif kind == "fpn":
@@ -163,6 +167,7 @@ class FeaturePyramid(nn.Module):
     def forward(self, backbone_feats: list[torch.Tensor]) -> list[torch.Tensor]:
         feats = [lat(f) for lat, f in zip(self.lateral, backbone_feats)]
         feats = feats + self.extra(backbone_feats[-1])
+        side, fused = feats[: self.num_side], feats[self.num_side:]
         for layer in self.layers:
-            feats = layer(feats)
-        return feats
+            fused = layer(fused)
+        return side + fused

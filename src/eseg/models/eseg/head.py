@@ -1,4 +1,11 @@
-"""Segmentation head: fuse every pyramid level at the finest one, refine, classify."""
+"""Segmentation heads: bring every pyramid level to the finest one, refine, classify.
+
+``progressive`` (the default): from the coarsest level down, upsample (bilinear, to the exact size
+of the next finer map) and add, as an FPN's top-down path without convolutions; each addition
+touches one map at a time at its own resolution. ``weighted``: resize every level to the finest
+separately and fuse them with fast normalized weights (eseg 0.1's head; every resize runs at the
+finest resolution).
+"""
 from __future__ import annotations
 
 import torch
@@ -9,23 +16,19 @@ from ..layers import SeparableConvBN, activation
 from .bifpn import WeightedFusion
 
 
-class SegmentationHead(nn.Module):
-    """Bilinear-resample each level to the finest, fuse with normalized weights, then
-    ``num_layers`` x (separable conv + BN + act) and a 1x1 classifier at the finest stride."""
+def resize_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
-    def __init__(
-        self,
-        num_levels: int,
-        in_channels: int,
-        width: int,
-        num_classes: int,
-        *,
-        num_layers: int = 2,
-        act: str = "swish",
-        dropout: float = 0.0,
-    ) -> None:
+
+class SegmentationHead(nn.Module):
+    """Fuse the levels at the finest stride, then ``num_layers`` x (separable conv + BN + act) and a
+    1x1 classifier."""
+
+    def __init__(self, num_levels: int, in_channels: int, width: int, num_classes: int, *, num_layers: int = 2,
+                 act: str = "swish", dropout: float = 0.0, kind: str = "progressive") -> None:
         super().__init__()
-        self.fuse = WeightedFusion(num_levels, "fast")
+        self.kind = kind
+        self.fuse = WeightedFusion(num_levels, "fast") if kind == "weighted" else None
         layers: list[nn.Module] = []
         for i in range(num_layers):
             layers += [SeparableConvBN(in_channels if i == 0 else width, width), activation(act)]
@@ -35,12 +38,18 @@ class SegmentationHead(nn.Module):
         self.classifier = nn.Conv2d(out_channels, num_classes, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        # A generator: each level is resized to P2 just before it is added, so the 7+ resized
-        # maps are never alive together (the peak memory of the head at P2).
+        x = self.progressive(feats) if self.fuse is None else self.weighted(feats)
+        return self.classifier(self.dropout(self.refine(x)))
+
+    @staticmethod
+    def progressive(feats: list[torch.Tensor]) -> torch.Tensor:
+        x = feats[-1]
+        for finer in reversed(feats[:-1]):
+            x = resize_like(x, finer) + finer
+        return x
+
+    def weighted(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        # A generator: each level is resized just before it is added, so the resized maps are
+        # never alive together (the head's peak memory at the finest stride).
         finest = feats[0]
-        resized = (
-            f if i == 0 else F.interpolate(f, size=finest.shape[-2:], mode="bilinear", align_corners=False)
-            for i, f in enumerate(feats)
-        )
-        x = self.refine(self.fuse(resized))
-        return self.classifier(self.dropout(x))
+        return self.fuse(f if i == 0 else resize_like(f, finest) for i, f in enumerate(feats))

@@ -33,9 +33,11 @@ class ESeg(SegmentationModel):
         self.pyramid = FeaturePyramid(
             self.backbone.channels, num_extra=config.max_level - self.backbone.top_level, width=config.fpn_width,
             repeats=config.fpn_repeats, kind=config.fpn_kind, fusion=config.fusion, act=config.act,
+            num_side=config.bifpn_min_level - config.min_level,
         )
         self.head = SegmentationHead(len(self.levels), config.fpn_width, config.head_width, config.num_classes,
-                                     num_layers=config.head_layers, act=config.act, dropout=config.dropout)
+                                     num_layers=config.head_layers, act=config.act, dropout=config.dropout,
+                                     kind=config.head_kind)
         debias_batchnorm(self)  # running statistics unbiased from the first step (eseg.models.norm)
 
     @property
