@@ -326,3 +326,14 @@ def test_bad_architecture_options_are_config_errors(options, message):
     with pytest.raises(ConfigError) as info:
         eseg.get_config("eseg_lite_s", **options)
     assert message in str(info.value)
+
+
+def test_one_image_of_a_small_crop_trains_through_its_one_by_one_levels():
+    """P9 of a 64x128 crop is 1x1: with one image per process its BN sees one value per channel."""
+    model = tiny_model().train()
+    before = model.pyramid.layers[0].bottom_up[-1].conv.bn.running_var.clone()
+    loss = model(torch.randn(1, 3, 64, 128)).mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.equal(model.pyramid.layers[0].bottom_up[-1].conv.bn.running_var, before)  # the P9 node: unchanged
+    assert not torch.equal(model.head.refine[0].bn.running_var, torch.ones_like(model.head.refine[0].bn.running_var))

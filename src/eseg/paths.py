@@ -73,11 +73,12 @@ def resolve_model_path(path: str | Path) -> Path:
 
 
 def run_dir_of_model(model_path: Path) -> Path | None:
-    """The run folder a resolved checkpoint belongs to (``RUN/checkpoints/best``), if any."""
+    """The training run folder a model belongs to: the run holding a checkpoint
+    (``RUN/checkpoints/best``) or an exported graph written into it (``RUN/model.onnx``)."""
     for parent in model_path.parents:
         if parent.name == CHECKPOINTS and (parent.parent / RUN_CONFIG).is_file():
             return parent.parent
-    return None
+    return model_path.parent if model_path.is_file() and (model_path.parent / RUN_CONFIG).is_file() else None
 
 
 def looks_like_repo_id(text: str) -> bool:

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--num-workers", type=options.non_negative_int, default=2, help="data loader worker processes")
     options.add_inference(parser)
     out = parser.add_argument_group("output")
-    options.add_out(out, "runs/val", "folder for results.json and the charts")
+    options.add_out(out, None, "folder for results.json and the charts (default: runs/val, numbered -2, -3... when taken)")
     out.add_argument("--cityscapes-export", metavar="DIR", help="write <city>_<seq>_<frame>_pred.png labelIds PNGs here")
     options.add_overwrite(out, "existing results and export files")
     options.add_progress(out)
@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     model_path, recorded = resolve_target(args)
     spec = dataset_spec(args, recorded[0] if recorded else None)
     split = args.split or (recorded[1] if recorded else "val")
-    out_dir = Path(args.out)
+    from ..engine.rundir import next_free
+
+    out_dir = Path(args.out) if args.out else next_free(Path("runs/val"))
     if (out_dir / RESULTS_FILE).exists() and not args.overwrite:
         raise ConfigError(f"'{out_dir / RESULTS_FILE}' already exists; pass --overwrite to replace it or choose another --out")
     runner = load_runner(model_path, args.backend, device=args.device)

@@ -1,6 +1,8 @@
 """Layers shared by the architectures: normalisation, activations and small conv blocks."""
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -10,8 +12,20 @@ BN_MOMENTUM = 0.01
 ACTIVATIONS = ("swish", "relu6", "relu", "hardswish")
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that also trains on one value per channel: the pyramid's top levels are 1 x 1
+    for images under 512 px, and with one image per process a batch statistic would be a single
+    value (PyTorch refuses it). Such a batch is normalized with the running statistics, which it
+    leaves unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def batch_norm(channels: int, *, eps: float = BN_EPS, momentum: float = BN_MOMENTUM) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+    return BatchNorm2d(channels, eps=eps, momentum=momentum)
 
 
 def activation(name: str) -> nn.Module:
