@@ -142,3 +142,23 @@ def test_export_accepts_a_training_run_folder_and_writes_next_to_it(exported, tm
     with torch.no_grad():
         expected = exported[0](x).numpy()
     assert np.abs(OnnxRunner(graph)(x).numpy() - expected).max() < 1e-4
+
+
+def data_ops(path) -> list[str]:
+    """Op types that move tensor data (a Slice of a Shape is size arithmetic, not a copy)."""
+    graph = onnx.load(str(path)).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    return [n.op_type for n in graph.node if not (n.op_type == "Slice" and producer.get(n.input[0]) == "Shape")]
+
+
+def test_a_fixed_graph_at_a_multiple_of_the_stride_has_no_pad_or_crop(tmp_path):
+    """A zero pad and an identity crop cost real copies in a runtime; only a dynamic graph
+    needs them (their amounts depend on its input)."""
+    model = tiny_model(num_classes=3).eval()
+    ops = {dynamic: data_ops(export_onnx(model, tmp_path / f"m{dynamic}.onnx", size=(64, 96), dynamic=dynamic))
+           for dynamic in (False, True)}
+    assert "Pad" not in ops[False] and "Slice" not in ops[False]
+    assert "Pad" in ops[True] and "Slice" in ops[True]
+    odd = export_onnx(model, tmp_path / "odd.onnx", size=(70, 100))  # 70x100 pads to 96x128: both stay
+    assert {"Pad", "Slice"} <= set(data_ops(odd))
+    assert check_parity(model, OnnxRunner(odd), [(70, 100)])[0]["max_abs_diff"] <= 1e-3

@@ -18,6 +18,7 @@ import torch
 from .. import fileio
 from ..errors import CheckpointError, ConfigError, ESegError
 from ..imports import require
+from ..models.padding import static_shapes
 from ..runtimes.info import ModelInfo
 from ..runtimes.onnxruntime import INPUT_NAME, OUTPUT_NAME
 
@@ -58,7 +59,7 @@ def export_onnx(
     with fileio.atomic_path(path) as tmp, warnings.catch_warnings():
         # the tracer warns about every shape-to-int conversion; parity is checked explicitly instead
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        with torch.no_grad():
+        with torch.no_grad(), static_shapes(not dynamic):
             torch.onnx.export(
                 model, (dummy,), str(tmp), dynamo=False, opset_version=opset, do_constant_folding=True,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],

@@ -28,7 +28,7 @@ from .. import fileio
 from ..errors import CheckpointError, ConfigError, DataError
 from ..paths import CONFIG_FILE, WEIGHTS_FILE, looks_like_repo_id
 from .config import ModelConfig, resolve_normalization
-from .padding import pad_to_multiple
+from .padding import pad_to_multiple, shape_ops_needed, spatial_size
 
 CARD_FILE = "README.md"
 FORMAT_VERSION = 2
@@ -74,7 +74,9 @@ class SegmentationModel(nn.Module, ModelHubMixin, library_name="eseg", tags=["se
         height, width = x.shape[-2], x.shape[-1]
         padded = pad_to_multiple(x, self.input_stride)
         logits = self.forward_logits(padded)
-        logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=spatial_size(padded), mode="bilinear", align_corners=False)
+        if padded is x and not shape_ops_needed():
+            return logits
         return logits[..., :height, :width]
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Path:  # type: ignore[override]

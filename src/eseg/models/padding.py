@@ -9,8 +9,38 @@ others.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
+
+_STATIC = False  # set while exporting a fixed-size graph (see static_shapes)
+
+
+@contextlib.contextmanager
+def static_shapes(enabled: bool = True) -> Iterator[None]:
+    """While exporting a fixed-size graph: a zero pad and an identity crop are left out of it
+    (in a dynamic graph they must stay, since their amounts depend on the input shape)."""
+    global _STATIC
+    previous, _STATIC = _STATIC, enabled
+    try:
+        yield
+    finally:
+        _STATIC = previous
+
+
+def shape_ops_needed() -> bool:
+    """Whether size-dependent ops must stay in the graph even when they do nothing now."""
+    return torch.jit.is_tracing() and not _STATIC
+
+
+def spatial_size(x: torch.Tensor):
+    """(H, W) of ``x`` for a resize: traced from the shape in a dynamic graph, plain numbers in a
+    fixed-size one (so the graph holds constants instead of shape arithmetic)."""
+    if torch.jit.is_tracing() and _STATIC:
+        return int(x.shape[-2]), int(x.shape[-1])
+    return x.shape[-2:]
 
 
 def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
@@ -23,9 +53,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = 0.0) -> torch
     height, width = x.shape[-2], x.shape[-1]
     pad_h = (multiple - height % multiple) % multiple
     pad_w = (multiple - width % multiple) % multiple
-    # While tracing (ONNX export) the pad must stay in the graph: its amount depends on the input
-    # shape, and a dynamic-size graph traced at a multiple would otherwise never pad.
-    if pad_h == 0 and pad_w == 0 and not torch.jit.is_tracing():
+    if pad_h == 0 and pad_w == 0 and not shape_ops_needed():
         return x
     return F.pad(x, (0, pad_w, 0, pad_h), value=value)
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..layers import ConvBN1x1, SeparableConvBN, activation
+from ..padding import spatial_size
 
 FUSION_EPS = 1e-4
 
@@ -29,7 +30,7 @@ def downsample() -> nn.MaxPool2d:
 def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Nearest upsampling of ``x`` to exactly the size of ``like`` (odd sizes included; in an
     exported graph the size is read from ``like``'s shape)."""
-    return F.interpolate(x, size=like.shape[-2:], mode="nearest")
+    return F.interpolate(x, size=spatial_size(like), mode="nearest")
 
 
 class WeightedFusion(nn.Module):
@@ -115,17 +116,18 @@ class FPNLayer(nn.Module):
 
 
 class ExtraLevels(nn.Module):
-    """Levels above the backbone: a 1x1 conv+BN to ``width`` if needed, then repeated max-pools."""
+    """Levels above the backbone: repeated max-pools of the deepest level's lateral projection
+    (one 1x1 conv+BN serves both; EfficientDet gives P6 a projection of its own, which cost
+    parameters and measured no faster, see docs/models.md)."""
 
-    def __init__(self, in_channels: int, width: int, num_extra: int) -> None:
+    def __init__(self, num_extra: int) -> None:
         super().__init__()
         self.num_extra = num_extra
-        self.project = ConvBN1x1(in_channels, width) if in_channels != width and num_extra > 0 else nn.Identity()
         self.down = downsample()
 
     def forward(self, top: torch.Tensor) -> list[torch.Tensor]:
         extra = []
-        x = self.project(top)
+        x = top
         for _ in range(self.num_extra):
             x = self.down(x)
             extra.append(x)
@@ -151,7 +153,7 @@ class FeaturePyramid(nn.Module):
     ) -> None:
         super().__init__()
         self.num_side = num_side
-        self.extra = ExtraLevels(in_channels[-1], width, num_extra)
+        self.extra = ExtraLevels(num_extra)
         self.lateral = nn.ModuleList(
             ConvBN1x1(c, width) if c != width else nn.Identity() for c in in_channels
         )
@@ -166,7 +168,7 @@ class FeaturePyramid(nn.Module):
 
     def forward(self, backbone_feats: list[torch.Tensor]) -> list[torch.Tensor]:
         feats = [lat(f) for lat, f in zip(self.lateral, backbone_feats)]
-        feats = feats + self.extra(backbone_feats[-1])
+        feats = feats + self.extra(feats[-1])
         side, fused = feats[: self.num_side], feats[self.num_side:]
         for layer in self.layers:
             fused = layer(fused)

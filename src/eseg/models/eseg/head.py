@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import SeparableConvBN, activation
+from ..padding import spatial_size
 from .bifpn import WeightedFusion
 
 
 def resize_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=spatial_size(like), mode="bilinear", align_corners=False)
 
 
 class SegmentationHead(nn.Module):
