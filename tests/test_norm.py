@@ -12,6 +12,7 @@ from torch import nn
 from eseg.models.norm import (
     batchnorm_layers,
     debias_batchnorm,
+    HORIZON,
     effective_momentum,
     get_bn_momentum,
     is_debiased,
@@ -19,7 +20,7 @@ from eseg.models.norm import (
     set_bn_momentum,
 )
 
-M = 0.25  # 1/M = 4 cumulative updates, then the EMA
+M = 0.25  # with HORIZON 5: 5 replacing updates, HORIZON/t until update 20, then the EMA
 CHANNELS = 3
 
 
@@ -30,21 +31,17 @@ def batches(count: int, seed: int = 0) -> list[torch.Tensor]:
             for t in range(count)]
 
 
-def hand_running_stats(xs: list[torch.Tensor], momentum: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(running mean, running var) after each update, written out without the recursion for the
-    cumulative phase: the plain average of the batch means and unbiased batch variances."""
+def hand_running_stats(xs: list[torch.Tensor], momentum: float, horizon: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(running mean, running var) after each update, from the batch means and unbiased batch
+    variances with the factor written out: 1 for t <= horizon (the initial 0 / 1 never count),
+    horizon / t while that exceeds the momentum, then the momentum."""
     means = [x.numpy().mean(axis=(0, 2, 3)) for x in xs]
     variances = [x.numpy().var(axis=(0, 2, 3), ddof=1) for x in xs]
-    switch = round(1 / momentum)
     out = []
     for t in range(1, len(xs) + 1):
-        if t <= switch:
-            mean, var = np.mean(means[:t], axis=0), np.mean(variances[:t], axis=0)
-        else:
-            prev_mean, prev_var = out[-1]
-            mean = (1 - momentum) * prev_mean + momentum * means[t - 1]
-            var = (1 - momentum) * prev_var + momentum * variances[t - 1]
-        out.append((mean, var))
+        factor = 1.0 if t <= horizon else max(momentum, horizon / t)
+        prev_mean, prev_var = out[-1] if out else (np.zeros(CHANNELS), np.ones(CHANNELS))
+        out.append(((1 - factor) * prev_mean + factor * means[t - 1], (1 - factor) * prev_var + factor * variances[t - 1]))
     return out
 
 
@@ -61,8 +58,9 @@ def stats(bn: nn.Module) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_effective_momentum():
-    assert [effective_momentum(0.25, t) for t in (1, 2, 3, 4, 5, 9)] == [1.0, 0.5, 1 / 3, 0.25, 0.25, 0.25]
-    assert effective_momentum(0.01, 150) == 0.01
+    assert HORIZON == 5
+    assert [effective_momentum(0.25, t) for t in (1, 5, 6, 10, 20, 21, 40)] == [1.0, 1.0, 5 / 6, 0.5, 0.25, 0.25, 0.25]
+    assert effective_momentum(0.01, 150) == pytest.approx(1 / 30) and effective_momentum(0.01, 500) == 0.01
     with pytest.raises(ValueError, match="from 1"):
         effective_momentum(0.1, 0)
 
@@ -70,7 +68,7 @@ def test_effective_momentum():
 @pytest.mark.parametrize("kind", ["torch", "timm"])
 def test_running_stats_match_hand_computed_sequence(kind):
     bn = debias_batchnorm(make_bn(kind)).train()
-    xs = batches(9)
+    xs = batches(24)  # all three phases
     expected = hand_running_stats(xs, M)
     for t, x in enumerate(xs, start=1):
         bn(x)
@@ -97,14 +95,14 @@ def test_plain_bn_keeps_the_initial_values_biased():
 
 
 def test_after_the_switch_updates_are_the_plain_ema():
-    """Past 1/m updates the debiased layer behaves exactly as an untouched layer with the same state."""
+    """Past HORIZON/m updates the debiased layer behaves exactly as an untouched layer with the same state."""
     debiased = debias_batchnorm(make_bn("torch")).train()
-    xs = batches(12)
-    for x in xs[:4]:
+    xs = batches(28)
+    for x in xs[:20]:
         debiased(x)
     plain = make_bn("torch").train()
     plain.load_state_dict(debiased.state_dict())
-    for x in xs[4:]:
+    for x in xs[20:]:
         debiased(x)
         plain(x)
         np.testing.assert_array_equal(stats(debiased)[0], stats(plain)[0])
@@ -291,3 +289,44 @@ def test_trace_and_compile_in_eval_mode_match():
         expected = model(x)
         torch.testing.assert_close(torch.jit.trace(model, (x,))(x), expected)
         torch.testing.assert_close(torch.compile(model, backend="eager", fullgraph=True)(x), expected)
+
+
+def _short_bifpn_run(tmp_path, name: str, debias: bool) -> tuple[float, float]:
+    """Train a tiny BiFPN P2-P9 for a short schedule at BN momentum 0.01; return the eval-mode
+    mIoU with its own running statistics and after precise BN, on the same images."""
+    import yaml
+
+    from eseg.config import load_config
+    from eseg.engine.bn import recompute_bn_statistics
+    from eseg.engine.hooks import MetricsFile
+    from eseg.engine.trainer import Trainer
+    from eseg.models.norm import remove_debias
+
+    cfg = {"model": {"name": "eseg_lite_s", "backbone": "test_efficientnet", "fpn_width": 16, "head_width": 16,
+                     "fpn_repeats": 2, "fpn_min_level": 2},
+           "data": {"dataset": {"type": "synthetic", "num_images": {"train": 64, "val": 8}, "size": [64, 128], "seed": 1},
+                    "crop_size": [64, 128], "scale_range": [0.9, 1.1], "num_workers": 0},
+           "train": {"steps": 60, "batch_size": 4, "optimizer": "adamw", "lr": 0.005, "weight_decay": 0.0,
+                     "schedule": "cosine", "log_interval": 20},
+           "eval": {"interval": 0, "num_overlays": 0, "num_predictions": 0},
+           "run": {"progress": False, "tensorboard": False}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    trainer = Trainer(load_config(path), tmp_path / name, hooks=[MetricsFile(tmp_path / name, 20)])
+    if not debias:
+        remove_debias(trainer.model)
+    trainer.fit()
+    running = trainer.evaluate()["mIoU"]
+    batches = iter(trainer.train_loader(start_step=0, seed=99))
+    recompute_bn_statistics(trainer.model, (next(batches) for _ in range(10)), trainer.info.device)
+    return running, trainer.evaluate()["mIoU"]
+
+
+@pytest.mark.slow
+def test_a_short_bifpn_run_scores_in_eval_mode_what_precise_bn_scores(tmp_path):
+    """The batch-norm issue's case in miniature: with PyTorch's plain EMA the eval-mode score of a
+    short run collapses against precise BN; bias-corrected, the two agree."""
+    plain_running, plain_precise = _short_bifpn_run(tmp_path, "plain", debias=False)
+    running, precise = _short_bifpn_run(tmp_path, "debiased", debias=True)
+    assert plain_precise - plain_running > 0.05, (plain_running, plain_precise)  # the failure being fixed
+    assert abs(running - precise) < 0.015, (running, precise)

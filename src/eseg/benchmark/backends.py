@@ -61,7 +61,7 @@ def _exported(model, backend: str, size, threads: int, onnx_path: Path | None, p
     if backend == "onnxruntime":
         from ..runtimes.onnxruntime import onnx_session
 
-        session = onnx_session(onnx_path, threads=threads)
+        session = onnx_session(onnx_path, threads=threads, spin=False)  # no spinning into the next entry
         return Runnable(lambda x: session.run(None, {session.get_inputs()[0].name: x}), make)
     if precision not in OV_PRECISIONS:
         raise ConfigError(f"--precision {precision} is not one of {', '.join(OV_PRECISIONS)} for openvino")

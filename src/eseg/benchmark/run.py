@@ -27,7 +27,7 @@ from .backends import prepare_backend
 from .memory import cuda_peak_mb, measure_cpu_memory
 from .models import build_model
 from .peers import PEERS
-from .timing import interleaved_times, matmul_entry, noise_warnings, percentile
+from .timing import busy_fraction, interleaved_times, matmul_entry, noise_warnings, percentile
 
 
 @dataclass
@@ -92,6 +92,7 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[st
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was given but CUDA is not available")
     torch.set_num_threads(settings.threads)
+    busy = busy_fraction()  # before this run loads the machine itself
     encoder = settings.encoder or default_encoder(settings.models)
     entries = prepare_entries(settings, encoder, work_dir, device, log)
     matmul_fn, matmul_flops = matmul_entry(device)
@@ -110,7 +111,7 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[st
     add_ratios(entries["results"], references)
     return {"settings": {**asdict(settings), "size": list(settings.size), "encoder": encoder, "references": references},
             "environment": environment(settings.threads, device), "matmul_gflops": matmul_gflops,
-            "skipped": entries["skipped"], "warnings": noise_warnings(times, settings.runs, settings.threads),
+            "skipped": entries["skipped"], "warnings": noise_warnings(times, settings.runs, settings.threads, busy),
             "results": [asdict(r) for r in entries["results"]]}
 
 

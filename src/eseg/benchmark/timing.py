@@ -47,16 +47,33 @@ def matmul_entry(device: torch.device) -> tuple[Callable[[], object], float]:
     return (lambda: torch.mm(a, b)), 2.0 * MATMUL_SIZE**3
 
 
-def noise_warnings(times: dict[str, list[float]], runs: int, threads: int) -> list[str]:
-    """Why the figures may be noise: few runs, a busy machine, or a wide spread per entry."""
+def busy_fraction(seconds: float = 1.0) -> float | None:
+    """Share of the machine's CPU time others used over ``seconds`` while this process slept
+    (Linux /proc/stat; None elsewhere)."""
+    def sample() -> tuple[int, int] | None:
+        try:
+            fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+
+    first = sample()
+    time.sleep(seconds)
+    second = sample()
+    if first is None or second is None or second[0] == first[0]:
+        return None
+    return 1.0 - (second[1] - first[1]) / (second[0] - first[0])
+
+
+def noise_warnings(times: dict[str, list[float]], runs: int, threads: int, busy: float | None) -> list[str]:
+    """Why the figures may be noise: few runs, a busy machine before the run, or a wide spread."""
     warnings = []
     if runs < 5:
         warnings.append(f"only {runs} timed runs per entry: medians of so few calls move by 10% or more; use --runs 7+")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     cores = os.cpu_count() or 1
-    if load > cores - threads + 0.5:
-        warnings.append(f"the machine is busy (1-min load {load:.1f} on {cores} cores with {threads} threads asked): "
-                        "figures are slower and noisier than on a quiet machine")
+    if busy is not None and busy * cores > max(0.25, cores - threads):
+        warnings.append(f"other processes used {100 * busy:.0f}% of the {cores} cores just before the run "
+                        f"({threads} threads asked): figures are slower and noisier than on a quiet machine")
     for name, values in times.items():
         median, p90 = percentile(values, 50), percentile(values, 90)
         if len(values) >= 3 and p90 > 1.3 * median:

@@ -9,11 +9,15 @@ too large, so in eval mode it shrinks its output ~2.7x, and 28 such layers sit i
 longest path from the backbone to the logits (measured in ``benchmarks/bn_root_cause.py``: running-BN mIoU 13 %
 against 64 % after precise BN, and 64 % with this correction).
 
-The fix, as Adam corrects the bias of its moments: the update factor at the t-th update
-(t = ``num_batches_tracked`` after its increment) is ``max(m, 1/t)``. For the first 1/m updates
-the running statistics are the plain cumulative average of the batch statistics (exactly what
-PyTorch does for ``momentum=None``), unbiased from the first step; after that they are the usual EMA
-with the layer's own momentum, so a long schedule converges to what it always did.
+The fix, in the spirit of Adam's bias correction: the update factor at the t-th update
+(t = ``num_batches_tracked`` after its increment) is ``max(m, min(1, HORIZON / t))``. The first
+update replaces the initial 0 / 1 outright, so the statistics are unbiased from the first step;
+until ``HORIZON / m`` updates they average roughly the latest t / HORIZON batches, so they follow
+the weights while those still move fast; after that they are the usual EMA with the layer's own
+momentum, so a long schedule converges to what it always did. ``HORIZON = 1`` would be the plain
+cumulative average (PyTorch's ``momentum=None``) until 1/m updates; measured, its equal weight on
+the first steps' statistics leaves a short run's eval mIoU up to 3 points off precise BN (the plain
+FPN at 150 steps), against 1.3 with ``HORIZON = 5`` (docs/models.md).
 
 How. A forward pre-hook sets ``module.momentum`` to the effective factor for the duration of one
 training-mode forward, and a forward hook puts the long-run value back, so outside a forward
@@ -23,7 +27,7 @@ working unchanged. ``num_batches_tracked`` is in the state dict, so a resumed ru
 schedule exactly. Eval mode, ONNX export, tracing and ``torch.compile`` of an eval model see hooks
 that return at once. The hooks are plain module-level functions, so ``copy.deepcopy`` (the weight
 EMA) and pickling keep them. The hook reads ``num_batches_tracked`` (a device sync on CUDA) only
-during the first 1/m updates; after that it is a no-op (``torch.compile`` of a training step
+during the first HORIZON/m updates; after that it is a no-op (``torch.compile`` of a training step
 gives the same statistics, with a graph break in each BN's hook during those updates). Apply it
 after ``nn.SyncBatchNorm.convert_sync_batchnorm``, which builds new modules without hooks;
 :func:`remove_debias` undoes it (``torch.jit.script`` cannot compile the hooks).
@@ -38,15 +42,16 @@ _BatchNorm = nn.modules.batchnorm._BatchNorm
 
 # Per-module attributes (plain Python, copied by deepcopy, not part of the state dict).
 _LONG_RUN = "_eseg_bn_long_run"  # long-run momentum, stashed during one forward only
-_STEADY_FOR = "_eseg_bn_steady_for"  # momentum for which 1/t <= m already holds
+_STEADY_FOR = "_eseg_bn_steady_for"  # momentum for which HORIZON/t <= m already holds
 _UNSET = object()
+HORIZON = 5  # early on, the running statistics average about the latest t / HORIZON batches
 
 
 def effective_momentum(momentum: float, step: int) -> float:
-    """The update factor of the ``step``-th update (1-based): ``max(momentum, 1/step)``."""
+    """The update factor of the ``step``-th update (1-based): ``max(momentum, min(1, HORIZON/step))``."""
     if step < 1:
         raise ValueError(f"step counts updates from 1, got {step}")
-    return max(float(momentum), 1.0 / step)
+    return max(float(momentum), min(1.0, HORIZON / step))
 
 
 def batchnorm_layers(model: nn.Module) -> Iterator[tuple[str, _BatchNorm]]:
@@ -68,7 +73,7 @@ def _debias_pre_hook(module: _BatchNorm, args) -> None:
     step = int(module.num_batches_tracked) + 1  # BN's forward increments it right after this hook
     factor = effective_momentum(momentum, step)
     if factor == momentum:
-        module.__dict__[_STEADY_FOR] = momentum  # from now on 1/t < m: no more reads
+        module.__dict__[_STEADY_FOR] = momentum  # from now on HORIZON/t <= m: no more reads
         return
     module.__dict__[_LONG_RUN] = momentum
     module.momentum = factor
@@ -92,8 +97,9 @@ def is_debiased(module: nn.Module) -> bool:
 def debias_batchnorm(model: nn.Module) -> nn.Module:
     """Bias-correct the running statistics of every BN layer of ``model`` (in place; returned).
 
-    In training mode the t-th update of a layer with momentum m uses the factor max(m, 1/t):
-    a cumulative average for the first 1/m updates, then the EMA with m (see the module doc).
+    In training mode the t-th update of a layer with momentum m uses the factor
+    max(m, min(1, HORIZON/t)): the latest t/HORIZON batches at first, then the EMA with m from
+    update HORIZON/m on (see the module doc).
     Layers with ``momentum=None`` are already cumulative and stay so; layers that do not track
     running statistics are untouched. Idempotent: applying it again adds no second hook, and also
     re-checks ``num_batches_tracked`` (do so after resetting statistics by hand).

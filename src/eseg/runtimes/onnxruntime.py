@@ -17,8 +17,11 @@ def require_onnxruntime():
     return require("onnxruntime", "onnx", "the onnxruntime backend")
 
 
-def onnx_session(path: str | Path, *, threads: int | None = None, device: str | torch.device | None = None):
-    """An InferenceSession with all graph optimizations; CUDA provider when ``device`` is CUDA."""
+def onnx_session(path: str | Path, *, threads: int | None = None, device: str | torch.device | None = None,
+                 spin: bool = True):
+    """An InferenceSession with all graph optimizations; CUDA provider when ``device`` is CUDA.
+    ``spin=False`` stops its threads from busy-waiting after a run (they would steal the cores
+    from whatever runs next, e.g. the other entries of an interleaved benchmark)."""
     ort = require_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -26,6 +29,8 @@ def onnx_session(path: str | Path, *, threads: int | None = None, device: str | 
     if threads:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if device is not None and torch.device(device).type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
