@@ -52,8 +52,10 @@ def make_trainer(config: Path, out: Path, steps: int):
     Works with the engine before (eseg.engine.train) and after (eseg.engine.trainer) its split."""
     from eseg.config import load_config
 
+    # the batch-norm issue's models: BiFPN / FPN over all of P2-P9 and the weighted head, as eseg 0.1 built them
+    # (the shipped variants now fuse P3-P9 and add P2 in a progressive head: 12 fusion nodes, not 28)
     overrides = [f"train.steps={steps}", "eval.max_images=8", "eval.num_predictions=0", "eval.num_overlays=0",
-                 f"run.out={out}"]
+                 f"run.out={out}", "model.fpn_min_level=2", "model.head_kind=weighted"]
     try:
         from eseg.engine.rundir import prepare_run_dir
         from eseg.engine.trainer import Trainer
