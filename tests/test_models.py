@@ -272,14 +272,15 @@ def test_the_registry_cost_table_is_what_flop_counter_counts(name):
     assert eseg.models.MODELS.metadata(name)["costs"] == measure_costs(name), "update the COSTS table of the variants"
 
 
-def test_readme_model_table_is_the_models_command_output():
+@pytest.mark.parametrize("document", ["README.md", "docs/models.md"])
+def test_documented_model_table_is_the_models_command_output(document):
     from pathlib import Path
 
     from eseg.models.summary import TABLE_END, TABLE_START, markdown_table, model_rows
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
-    assert markdown_table(model_rows()) in section, "README table is stale: run `eseg models --update README.md`"
+    text = (Path(__file__).parents[1] / document).read_text()
+    section = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+    assert markdown_table(model_rows()) in section, f"{document}'s table is stale: run `eseg models --update {document}`"
 
 
 def test_p2_reaches_the_head_through_its_lateral_and_the_bifpn_spans_p3_to_p9():
