@@ -86,6 +86,15 @@ def test_a_new_run_gets_a_numbered_folder_and_resume_takes_the_latest(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tiny", "tiny-2"]
 
 
+def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
+    weights = tmp_path / "not_weights.safetensors"
+    weights.write_bytes(b"\x80\x04 a pickle, not safetensors")
+    path = tiny_config(tmp_path, train={"steps": 1})
+    assert main(["train", str(path), f"model.backbone_weights={weights}", "--out", str(tmp_path / "run")]) == 2
+    assert "not a readable safetensors file" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_busy_run_folder_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
     path = tiny_config(tmp_path, train={"steps": 1}, eval={"num_overlays": 0, "num_predictions": 0})
     run = tmp_path / "run"

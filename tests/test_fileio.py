@@ -1,6 +1,7 @@
 """eseg.fileio: atomic writes and strict JSON."""
 import json
 import math
+import os
 
 from eseg import fileio
 
@@ -28,3 +29,20 @@ def test_read_jsonl_drops_a_cut_last_line_and_names_earlier_damage(tmp_path):
     log.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
     with pytest.raises(DataError, match=r"metrics\.jsonl:2 is not valid JSON"):
         fileio.read_jsonl(log)
+
+
+def test_every_saved_file_gets_the_usual_permissions_even_when_its_writer_recreates_it(tmp_path):
+    import eseg
+
+    mask = os.umask(0o022)
+    try:
+        with fileio.atomic_path(tmp_path / "recreated.bin") as tmp:  # as safetensors does
+            tmp.unlink()
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        eseg.create_model("eseg_lite_s", backbone="test_efficientnet", num_classes=3, fpn_width=8,
+                          head_width=8).save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(mask)
+    files = [tmp_path / "recreated.bin", *sorted((tmp_path / "model").iterdir())]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o644" for f in files}

@@ -247,6 +247,26 @@ def test_local_backbone_weights_are_loaded(tmp_path):
         eseg.create_model("eseg_lite_s", backbone_weights=tmp_path / "missing.pth")
 
 
+class _Payload:
+    """Unpickling this would run code: what a malicious weights file does."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("backbone.safetensors", "not a readable safetensors file.*renamed pickle"),
+    ("backbone.pth", "pickle that needs code to load.*save the backbone's state dict as .safetensors"),
+])
+def test_a_pickled_backbone_file_is_refused_with_what_to_do(tmp_path, capsys, name, message):
+    import pickle
+
+    (tmp_path / name).write_bytes(pickle.dumps({"conv_stem.weight": _Payload()}))
+    with pytest.raises(CheckpointError, match=message):
+        tiny_model(backbone_weights=tmp_path / name)
+    assert "must never run" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv3_small_050", "efficientnetv2_rw_t"])
 def test_other_timm_backbones(backbone):
     model = eseg.create_model("eseg_lite_s", num_classes=3, backbone=backbone, fpn_width=16,

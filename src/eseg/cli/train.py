@@ -59,6 +59,7 @@ def train(cfg, run_dir: Path, args: argparse.Namespace, info) -> int:
     from ..engine.trainer import Trainer
 
     lock = RunLock(run_dir) if info.is_main else None
+    created = not run_dir.exists()
     if info.is_main:
         prepare_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
         message = lock.acquire()
@@ -76,6 +77,8 @@ def train(cfg, run_dir: Path, args: argparse.Namespace, info) -> int:
     finally:
         if lock is not None:
             lock.release()
+            if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()  # a run that failed before writing anything leaves no folder behind
 
 
 def benchmark(cfg, run_dir: Path, steps: int) -> int:

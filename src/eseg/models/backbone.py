@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import safetensors
 import timm
 import torch
 from torch import nn
@@ -60,9 +61,21 @@ def create_timm_features(name: str, *, pretrained: bool, weights_path: str | Pat
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
     try:
         return timm.create_model(name, **kwargs)
-    except RuntimeError as exc:
-        if weights_path is not None:
-            raise CheckpointError(f"backbone weights '{weights_path}' do not fit '{name}': {exc}") from exc
-        raise
+    except (RuntimeError, safetensors.SafetensorError) as exc:
+        if weights_path is None:
+            raise
+        raise weights_error(Path(weights_path), name, exc) from exc
     except TypeError as exc:
         raise ConfigError(f"timm backbone '{name}' does not support features_only: {exc}") from exc
+
+
+def weights_error(path: Path, name: str, exc: Exception) -> CheckpointError:
+    """What went wrong with a local backbone weights file, in the user's terms."""
+    if isinstance(exc, safetensors.SafetensorError):
+        return CheckpointError(f"backbone weights '{path}' are not a readable safetensors file ({exc}); a renamed "
+                               "pickle is not safetensors: save the state dict with safetensors.torch.save_file")
+    if "weights_only" in str(exc):
+        return CheckpointError(f"backbone weights '{path}' are a pickle that needs code to load, and eseg loads "
+                               "tensors only (torch.load weights_only=True); save the backbone's state dict as "
+                               ".safetensors (safetensors.torch.save_file) or as a plain dict of tensors")
+    return CheckpointError(f"backbone weights '{path}' do not fit '{name}': {exc}")
