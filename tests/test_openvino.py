@@ -64,7 +64,9 @@ def made(tmp_path_factory):
     paths["bf16"] = root / "bf16.xml"
     logs["bf16"] = cli(*common, "--dynamic", "--precision", "bf16", "--out", paths["bf16"])
     paths["int8"] = root / "int8.xml"
-    logs["int8"] = cli(*common, "--precision", "int8", "--eval-data", "synthetic", "--eval-images", "2",
+    spec = root / "val_48x80.yaml"  # validation images of another size than the graph's: resized to it
+    spec.write_text("{type: synthetic, size: [48, 80]}\n")
+    logs["int8"] = cli(*common, "--precision", "int8", "--eval-data", spec, "--eval-images", "2",
                        "--out", paths["int8"])
     return {"model": model, "root": root, "paths": paths, "logs": logs}
 
@@ -128,12 +130,35 @@ def test_int8_graph_is_quantized_and_reports_the_miou_change(made):
         (line,) = [line for line in log.splitlines() if line.strip().startswith(f"{name}:")]
         changes[name] = float(line.split("change vs fp32")[1].split("points")[0])
     assert changes["openvino fp32"] == 0.0 and abs(changes["openvino int8"]) <= 5.0
+    assert abs(changes["torch"]) <= 0.05  # PyTorch scored through the graph's fixed input size too
     assert quantized_op_count(openvino_core().read_model(str(path))) > 0
     runner = OpenVINORunner(path)
     assert runner.graph_precision == "int8" and runner.precision == "int8+f32"
     if "INT8" in CPU_CAPS:
         executed = layer_precisions(runner.compiled)
         assert executed.get("u8", 0) + executed.get("i8", 0) > 0, executed
+
+
+def test_int8_report_scores_pytorch_at_the_graphs_input_size(made):
+    """A fixed-size graph sees every validation image resized to its size; PyTorch must see the
+    same, or the mIoU change would measure the resize, not the runtime."""
+    from eseg.export.calibration import eval_dataset
+    from eseg.export.pipeline import report_int8
+
+    model, paths = made["model"], made["paths"]
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    try:
+        val = eval_dataset({"type": "synthetic", "size": [48, 80]}, "val", mean=model.config.mean,
+                           std=model.config.std, num_classes=8, num_images=2)
+        runners = {"openvino fp32": OpenVINORunner(paths["fixed"]), "openvino int8": OpenVINORunner(paths["int8"])}
+        report_int8(model, runners, {"val": val, "name": "synthetic"}, (64, 96),
+                    ExportRequest(model="m", format="openvino", size=(64, 96), precision="int8"), log=lambda line: None)
+    finally:
+        hook.remove()
+    assert seen and {tuple(x.shape[-2:]) for x in seen} == {(64, 96)}
+    # resized to 64x96, not pasted at 48x80 onto a zero-padded 64x96 canvas
+    assert all(x[..., 48:, :].abs().amax(dim=(1, 2, 3)).min() > 0 for x in seen)
 
 
 def test_metadata_round_trip(made):

@@ -8,10 +8,11 @@ every check passed, so a failed export leaves no file behind.
 """
 from __future__ import annotations
 
+
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -191,8 +192,17 @@ def report_int8(model, runners: dict, data: dict, size, request: ExportRequest, 
     from .calibration import compare_miou
 
     label, int8 = list(runners.items())[-1]
-    log(format_parity(label, check_parity(model, int8, parity_sizes(size, request.dynamic, model.input_stride)), None))
-    scores = compare_miou({"torch": TorchRunner(model), **runners}, data["val"])
+    try:
+        parity = check_parity(model, int8, parity_sizes(size, request.dynamic, model.input_stride))
+    except CheckpointError as exc:
+        other = "--format openvino --precision int8" if request.format == "onnx" else "--format onnx --precision int8"
+        raise CheckpointError(f"the int8 graph does not run ({exc}); nothing was written. Try {other}, or "
+                              "--quantize-mode dynamic for ONNX") from exc
+    log(format_parity(label, parity, None))
+    reference = TorchRunner(model)
+    # PyTorch sees what the graphs see: a fixed-size graph's input size, so only the runtime differs
+    reference.info = replace(reference.info, fixed_size=int8.info.fixed_size)
+    scores = compare_miou({"torch": reference, **runners}, data["val"])
     base = list(scores.values())[1]
     log(f"mIoU on {len(data['val'])} '{data['name']}' validation images:")
     for name, value in scores.items():

@@ -57,5 +57,9 @@ class OnnxRunner:
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
+        try:
+            (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
+        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException, ...)
+            raise CheckpointError(f"onnxruntime cannot run '{self.source}' on a {tuple(array.shape)} input: "
+                                  f"{str(exc).strip().splitlines()[-1]}") from exc
         return torch.from_numpy(logits).float()
