@@ -10,9 +10,9 @@ from timm.layers import BatchNormAct2d
 from torch import nn
 
 from eseg.models.norm import (
+    HORIZON,
     batchnorm_layers,
     debias_batchnorm,
-    HORIZON,
     effective_momentum,
     get_bn_momentum,
     is_debiased,

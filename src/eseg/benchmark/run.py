@@ -27,7 +27,13 @@ from .backends import prepare_backend
 from .memory import cuda_peak_mb, measure_cpu_memory
 from .models import build_model
 from .peers import PEERS
-from .timing import busy_fraction, interleaved_times, matmul_entry, noise_warnings, percentile
+from .timing import (
+    busy_fraction,
+    interleaved_times,
+    matmul_entry,
+    noise_warnings,
+    percentile,
+)
 
 
 @dataclass

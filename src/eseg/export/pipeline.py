@@ -8,7 +8,6 @@ every check passed, so a failed export leaves no file behind.
 """
 from __future__ import annotations
 
-
 import os
 import tempfile
 from collections.abc import Callable
