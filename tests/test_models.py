@@ -358,3 +358,17 @@ def test_one_image_of_a_small_crop_trains_through_its_one_by_one_levels():
     assert torch.isfinite(loss)
     assert torch.equal(model.pyramid.layers[0].bottom_up[-1].conv.bn.running_var, before)  # the P9 node: unchanged
     assert not torch.equal(model.head.refine[0].bn.running_var, torch.ones_like(model.head.refine[0].bn.running_var))
+
+
+def test_the_bases_name_what_an_architecture_and_an_evaluator_must_provide():
+    from eseg.engine.evaluation import DatasetEvaluator
+    from eseg.models.base import SegmentationModel
+
+    assert SegmentationModel.__abstractmethods__ == {"input_stride", "forward_logits"}
+    assert DatasetEvaluator.__abstractmethods__ == {"process"}
+
+    class Incomplete(SegmentationModel):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete(eseg.get_config("eseg_lite_s"))

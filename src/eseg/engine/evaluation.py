@@ -11,6 +11,8 @@ hands each prediction to every :class:`DatasetEvaluator` (``reset`` / ``process`
 """
 from __future__ import annotations
 
+import abc
+
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -25,16 +27,17 @@ from ..errors import CheckpointError, ConfigError
 from ..metrics import ConfusionMatrix
 
 
-class DatasetEvaluator:
-    """``reset`` before a pass, ``process`` every batch, ``evaluate`` at the end."""
+class DatasetEvaluator(abc.ABC):
+    """``reset`` before a pass, ``process`` every batch, ``evaluate`` at the end. ``reset`` and
+    ``evaluate`` default to nothing and no results (writers keep no state)."""
 
     def reset(self) -> None:
-        pass
+        """Forget the previous pass (evaluators that accumulate override this)."""
 
+    @abc.abstractmethod
     def process(self, items: list[dict], masks: list[torch.Tensor]) -> None:
         """``items``: dataset items (``image`` normalized, ``mask`` ground truth, ``index``);
         ``masks``: the predicted (H, W) class ids of each item, int64 on the CPU."""
-        raise NotImplementedError
 
     def evaluate(self) -> dict:
         return {}

@@ -218,11 +218,15 @@ def progress_bar(images: list, videos: list):
     its frames as they come)."""
     from tqdm import tqdm
 
-    frames = 0
-    for path, _ in videos:
-        try:
-            frames += read_video(path)[1] or 0
-        except (DataError, ConfigError):
-            pass  # reported when the video is read
+    frames = sum(known_frame_count(path) for path, _ in videos)
     unit = "frame" if videos else "img"
     return tqdm(total=len(images) + frames, desc="predict", unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+
+def known_frame_count(path: Path) -> int:
+    """The frames the video's header announces; 0 when it gives none or cannot be read (that
+    failure is reported when the video itself is read)."""
+    try:
+        return read_video(path)[1] or 0
+    except (DataError, ConfigError):
+        return 0

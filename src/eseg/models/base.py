@@ -13,6 +13,7 @@ A saved model is a folder of ``config.json`` (the architecture's config, with it
 """
 from __future__ import annotations
 
+import abc
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,7 +36,7 @@ FORMAT_VERSION = 2
 REPO_URL = "https://arxiv.org/abs/2203.12683"
 
 
-class SegmentationModel(nn.Module, ModelHubMixin, library_name="eseg", tags=["semantic-segmentation", "eseg"],
+class SegmentationModel(nn.Module, ModelHubMixin, abc.ABC, library_name="eseg", tags=["semantic-segmentation", "eseg"],
                         paper_url=REPO_URL):
     """Base class: subclasses set ``config_class`` and implement :meth:`forward_logits` and
     :attr:`input_stride`."""
@@ -53,13 +54,13 @@ class SegmentationModel(nn.Module, ModelHubMixin, library_name="eseg", tags=["se
     # -- what an architecture provides ---------------------------------------------------------
 
     @property
+    @abc.abstractmethod
     def input_stride(self) -> int:
         """Inputs are padded to a multiple of this."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a padded input, at any stride that divides ``input_stride``."""
-        raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------------
 
