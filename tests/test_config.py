@@ -92,7 +92,7 @@ def test_malformed_overrides_are_errors(override):
     ("train.optimizer=adam", "'train.optimizer' = 'adam' is not one of sgd, adamw; did you mean 'adamw'?"),
     ("train.warmup_steps=5000", "train.warmup_steps=5000 must be below train.steps=1000"),
     ("data.scale_range=[2,1]", "data.scale_range=[2.0, 1.0] must be [low, high]"),
-    ("train.device=gpu", "train.device='gpu' must be auto, cpu, cuda or cuda:N"),
+    ("train.device=gpu", "train.device='gpu' must be auto, cpu, mps, cuda or cuda:N"),
     ("model.max_level=2", "'model.max_level' = 2 is out of range"),
     ("model.name=eseg_lite_z", "model.name: unknown model 'eseg_lite_z'; did you mean 'eseg_lite_s'"),
     ("train.loss={type: focal, gama: 2}", "train.loss.gama: unknown key for type 'focal'; did you mean 'gamma'?"),

@@ -372,3 +372,11 @@ def test_the_bases_name_what_an_architecture_and_an_evaluator_must_provide():
 
     with pytest.raises(TypeError, match="abstract"):
         Incomplete(eseg.get_config("eseg_lite_s"))
+
+
+def test_every_configurable_activation_has_a_module():
+    from eseg.models.config import ACTIVATIONS
+    from eseg.models.layers import ACTIVATION_MODULES, activation
+
+    assert tuple(ACTIVATION_MODULES) == ACTIVATIONS
+    assert [type(activation(name)) for name in ACTIVATIONS] == list(ACTIVATION_MODULES.values())

@@ -47,7 +47,7 @@ class DataSection:
     crop_size: tuple[int, int] | None = option(None, min=1, help="[H, W]; null: the model's train_crop")
     scale_range: tuple[float, float] = option((0.5, 2.0), above=0, help="random scale [low, high]")
     hflip: bool = option(True)
-    color_jitter: float | list[float] | None = option(None, min=0, help="a strength s or [b, c, s, hue]")
+    color_jitter: float | list[float] | None = option(None, min=0, length=4, help="a strength s or [b, c, s, hue]")
     num_workers: int = option(2, min=0, help="DataLoader worker processes")
 
 
@@ -162,9 +162,7 @@ def check_relations(config: ExperimentConfig) -> None:
     if data.scale_range[0] > data.scale_range[1]:
         raise ConfigError(f"data.scale_range={list(data.scale_range)} must be [low, high] with low <= high")
     if not DEVICE_PATTERN.match(train.device):
-        raise ConfigError(f"train.device={train.device!r} must be auto, cpu, cuda or cuda:N")
-    if isinstance(data.color_jitter, list) and len(data.color_jitter) != 4:
-        raise ConfigError(f"data.color_jitter must be one number or 4 numbers, got {data.color_jitter}")
+        raise ConfigError(f"train.device={train.device!r} must be auto, cpu, mps, cuda or cuda:N")
 
 
 # -- YAML files ------------------------------------------------------------------------------------

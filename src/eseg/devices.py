@@ -13,7 +13,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from exc
+        raise ConfigError(f"device {name!r} is not a device; use auto, cpu, mps, cuda or cuda:N") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} asks for CUDA, which is not available here; use cpu or auto")

@@ -26,14 +26,8 @@ class Registry(Generic[T]):
         self._entries: dict[str, T | str] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str, entry: T | str | None = None, **metadata: Any):
-        """Register ``entry`` under ``name``; without an entry, return a decorator."""
-        if entry is None:
-            def decorator(obj: T) -> T:
-                self.register(name, obj, **metadata)
-                return obj
-
-            return decorator
+    def register(self, name: str, entry: T | str, **metadata: Any) -> T | str:
+        """Register ``entry`` (an object, or a lazy ``"module:attribute"``) under ``name``."""
         if name in self._entries:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
         self._entries[name] = entry
@@ -72,9 +66,6 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"

@@ -23,13 +23,11 @@ _NONE = type(None)
 
 def option(default: Any = dataclasses.MISSING, *, choices: tuple | None = None, min: float | None = None,
            max: float | None = None, above: float | None = None, below: float | None = None, help: str = "",
-           default_factory: Any = dataclasses.MISSING, length: int | None = None) -> Any:
+           length: int | None = None) -> Any:
     """A dataclass field with checks: ``choices``, inclusive ``min``/``max``, exclusive
     ``above``/``below`` (applied to each element of a list or tuple), and a fixed ``length``."""
     metadata = {"choices": choices, "min": min, "max": max, "above": above, "below": below, "help": help,
                 "length": length}
-    if default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata=metadata)
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: _copy(d), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -39,10 +37,6 @@ def _copy(value: Any) -> Any:
     import copy
 
     return copy.deepcopy(value)
-
-
-def field_help(cls: type) -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
 
 def unknown_key_error(key: str, valid: list[str], where: str) -> ConfigError:

@@ -12,7 +12,6 @@ hands each prediction to every :class:`DatasetEvaluator` (``reset`` / ``process`
 from __future__ import annotations
 
 import abc
-
 import sys
 import time
 from collections.abc import Iterable, Sequence

@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 import safetensors
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from huggingface_hub import ModelHubMixin
 from torch import nn
 
@@ -29,7 +28,8 @@ from .. import fileio
 from ..errors import CheckpointError, ConfigError, DataError
 from ..paths import CONFIG_FILE, WEIGHTS_FILE, looks_like_repo_id
 from .config import ModelConfig, resolve_normalization
-from .padding import pad_to_multiple, shape_ops_needed, spatial_size
+from .layers import resize_like
+from .padding import pad_to_multiple, shape_ops_needed
 
 CARD_FILE = "README.md"
 FORMAT_VERSION = 2
@@ -75,7 +75,7 @@ class SegmentationModel(nn.Module, ModelHubMixin, abc.ABC, library_name="eseg", 
         height, width = x.shape[-2], x.shape[-1]
         padded = pad_to_multiple(x, self.input_stride)
         logits = self.forward_logits(padded)
-        logits = F.interpolate(logits, size=spatial_size(padded), mode="bilinear", align_corners=False)
+        logits = resize_like(logits, padded)
         if padded is x and not shape_ops_needed():
             return logits
         return logits[..., :height, :width]

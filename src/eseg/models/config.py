@@ -7,13 +7,13 @@ ConfigError naming the key before any tensor exists. Torch-free.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .. import schema
 from ..errors import ConfigError
 
+ACTIVATIONS = ("swish", "relu6", "relu", "hardswish")  # models.layers.activation builds them
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -56,9 +56,6 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any], *, source: str = "model") -> "ModelConfig":
         data = {k: v for k, v in data.items() if k != "arch"}
         return schema.from_mapping(cls, data, source)
-
-    def replace(self, **changes: Any) -> "ModelConfig":
-        return dataclasses.replace(self, **changes)
 
 
 def resolve_normalization(config: ModelConfig) -> None:

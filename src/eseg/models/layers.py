@@ -6,10 +6,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .config import ACTIVATIONS
+from .padding import spatial_size
 
 BN_EPS = 1e-3  # EfficientDet's BN settings (TF momentum 0.99 == PyTorch 0.01)
 BN_MOMENTUM = 0.01
-ACTIVATIONS = ("swish", "relu6", "relu", "hardswish")
+ACTIVATION_MODULES = {"swish": nn.SiLU, "relu6": nn.ReLU6, "relu": nn.ReLU, "hardswish": nn.Hardswish}
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -24,16 +26,21 @@ class BatchNorm2d(nn.BatchNorm2d):
         return super().forward(x)
 
 
+def resize_like(x: torch.Tensor, like: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``x`` resized to exactly the H x W of ``like`` (odd sizes included): read from ``like``'s
+    shape in a dynamic graph, constants in a fixed-size one."""
+    return F.interpolate(x, size=spatial_size(like), mode=mode, align_corners=False if mode == "bilinear" else None)
+
+
 def batch_norm(channels: int, *, eps: float = BN_EPS, momentum: float = BN_MOMENTUM) -> nn.BatchNorm2d:
     return BatchNorm2d(channels, eps=eps, momentum=momentum)
 
 
 def activation(name: str) -> nn.Module:
     """A fresh activation module by name (one of :data:`ACTIVATIONS`)."""
-    modules = {"swish": nn.SiLU, "relu6": nn.ReLU6, "relu": nn.ReLU, "hardswish": nn.Hardswish}
-    if name not in modules:
+    if name not in ACTIVATION_MODULES:
         raise ConfigError(f"unknown activation '{name}'; use one of {', '.join(ACTIVATIONS)}")
-    return modules[name]()
+    return ACTIVATION_MODULES[name]()
 
 
 class SeparableConvBN(nn.Module):

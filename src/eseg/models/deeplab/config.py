@@ -5,8 +5,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ... import schema
-from ..config import ModelConfig
-from ..eseg.config import ACTIVATIONS
+from ..config import ACTIVATIONS, ModelConfig
 
 
 @dataclass

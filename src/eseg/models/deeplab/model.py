@@ -22,8 +22,9 @@ from torch import nn
 from ...errors import ConfigError
 from ..backbone import create_timm_features
 from ..base import SegmentationModel
-from ..layers import conv_bn_act
+from ..layers import conv_bn_act, resize_like
 from ..norm import debias_batchnorm
+from ..padding import spatial_size
 from .config import DeepLabV3PlusConfig
 
 OS16_RATES = (6, 12, 18)  # DeepLabV3's atrous rates at output stride 16
@@ -63,7 +64,7 @@ class ASPP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [branch(x) for branch in self.branches]
         pooled = self.pool(F.adaptive_avg_pool2d(x, 1))
-        outs.append(pooled.expand(-1, -1, x.shape[-2], x.shape[-1]))
+        outs.append(pooled.expand(-1, -1, *spatial_size(x)))
         return self.project(torch.cat(outs, dim=1))
 
 
@@ -82,7 +83,7 @@ class DeepLabV3PlusDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         low, deep = feats
-        deep = F.interpolate(self.aspp(deep), size=low.shape[-2:], mode="bilinear", align_corners=False)
+        deep = resize_like(self.aspp(deep), low)
         return self.refine(torch.cat([self.low_project(low), deep], dim=1))
 
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
-from ..layers import ConvBN1x1, SeparableConvBN, activation
-from ..padding import spatial_size
+from ..layers import ConvBN1x1, SeparableConvBN, activation, resize_like
+from .config import FPN_KINDS, FUSIONS
 
 FUSION_EPS = 1e-4
 
@@ -27,19 +27,13 @@ def downsample() -> nn.MaxPool2d:
     return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
 
-def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Nearest upsampling of ``x`` to exactly the size of ``like`` (odd sizes included; in an
-    exported graph the size is read from ``like``'s shape)."""
-    return F.interpolate(x, size=spatial_size(like), mode="nearest")
-
-
 class WeightedFusion(nn.Module):
     """Fuses same-shape inputs. 'fast': relu(w)/(sum+eps); 'attn': softmax(w); 'sum': plain sum."""
 
     def __init__(self, num_inputs: int, method: str = "fast") -> None:
         super().__init__()
-        if method not in ("fast", "attn", "sum"):
-            raise ConfigError(f"unknown fusion method '{method}'; use fast, attn or sum")
+        if method not in FUSIONS:
+            raise ConfigError(f"unknown fusion method '{method}'; use one of {', '.join(FUSIONS)}")
         self.method = method
         self.weight = nn.Parameter(torch.ones(num_inputs)) if method != "sum" else None
 
@@ -93,7 +87,7 @@ class BiFPNLayer(nn.Module):
         top_down = [None] * n
         top_down[n - 1] = feats[n - 1]
         for i in range(n - 2, -1, -1):
-            top_down[i] = self.top_down[i]([feats[i], upsample_like(top_down[i + 1], feats[i])])
+            top_down[i] = self.top_down[i]([feats[i], resize_like(top_down[i + 1], feats[i], "nearest")])
         outs = [top_down[0]]
         for i in range(1, n):
             inputs = [feats[i], top_down[i], self.down(outs[-1])] if i < n - 1 else [feats[i], self.down(outs[-1])]
@@ -111,7 +105,7 @@ class FPNLayer(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         outs = list(feats)
         for i in range(len(feats) - 2, -1, -1):
-            outs[i] = self.top_down[i]([feats[i], upsample_like(outs[i + 1], feats[i])])
+            outs[i] = self.top_down[i]([feats[i], resize_like(outs[i + 1], feats[i], "nearest")])
         return outs
 
 
@@ -163,7 +157,7 @@ class FeaturePyramid(nn.Module):
         elif kind == "fpn":
             layers = [FPNLayer(num_levels, width, act) for _ in range(repeats)]
         else:
-            raise ConfigError(f"unknown fpn kind '{kind}'; use bifpn or fpn")
+            raise ConfigError(f"unknown fpn kind '{kind}'; use one of {', '.join(FPN_KINDS)}")
         self.layers = nn.ModuleList(layers)
 
     def forward(self, backbone_feats: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -6,12 +6,11 @@ from typing import ClassVar
 
 from ... import schema
 from ...errors import ConfigError
-from ..config import ModelConfig
+from ..config import ACTIVATIONS, ModelConfig
 
 FPN_KINDS = ("bifpn", "fpn")
 HEAD_KINDS = ("progressive", "weighted")
 FUSIONS = ("fast", "attn", "sum")
-ACTIVATIONS = ("swish", "relu6", "relu", "hardswish")
 
 
 @dataclass

@@ -9,16 +9,10 @@ finest resolution).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..layers import SeparableConvBN, activation
-from ..padding import spatial_size
+from ..layers import SeparableConvBN, activation, resize_like
 from .bifpn import WeightedFusion
-
-
-def resize_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, size=spatial_size(like), mode="bilinear", align_corners=False)
 
 
 class SegmentationHead(nn.Module):
@@ -28,7 +22,6 @@ class SegmentationHead(nn.Module):
     def __init__(self, num_levels: int, in_channels: int, width: int, num_classes: int, *, num_layers: int = 2,
                  act: str = "swish", dropout: float = 0.0, kind: str = "progressive") -> None:
         super().__init__()
-        self.kind = kind
         self.fuse = WeightedFusion(num_levels, "fast") if kind == "weighted" else None
         layers: list[nn.Module] = []
         for i in range(num_layers):
