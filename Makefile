@@ -30,7 +30,7 @@ demo: $(CORE)
 models: $(CORE)
 	$(VENV)/bin/eseg models
 
-# docs/claims.md: 5 experiments x 3 seeds, about 50 min on 2 CPU cores
+# docs/claims.md: 5 experiments x 3 seeds, about 30 min on 2 CPU cores (28 min measured)
 claims: $(CORE)
 	$(VENV)/bin/eseg reproduce --jobs 2
 

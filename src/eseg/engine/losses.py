@@ -198,7 +198,7 @@ class SegmentationLoss(nn.Module):
         losses = losses[valid]
         labels = target[valid]
         if self.ohem:
-            keep = self._hard(logits, target, valid)
+            keep = self._hard(losses, logits, target, valid)
             losses, labels = losses[keep], labels[keep]
         if weights is None:
             return losses.mean()
@@ -206,10 +206,15 @@ class SegmentationLoss(nn.Module):
         # Only zero-weight classes kept: nothing to learn from, but keep the graph alive.
         return torch.where(total_weight > 0, losses.sum() / total_weight.clamp_min(1e-12), losses.sum() * 0.0)
 
-    def _hard(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Indices (into the labelled pixels) of the pixels OHEM keeps."""
-        with torch.no_grad():
-            nll = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="none")[valid]
+    def _hard(self, losses: torch.Tensor, logits: torch.Tensor, target: torch.Tensor,
+              valid: torch.Tensor) -> torch.Tensor:
+        """Indices (into the labelled pixels) of the pixels OHEM keeps, judged on the plain
+        -log p: that is the training loss itself unless class weights or smoothing change it."""
+        if self.class_weights is None and self.label_smoothing == 0:
+            nll = losses.detach()
+        else:
+            with torch.no_grad():
+                nll = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="none")[valid]
         hard = torch.nonzero(nll > self.ohem_loss_thresh).flatten()
         keep = min(self.ohem_min_kept, nll.numel())
         if hard.numel() >= keep:
@@ -272,8 +277,7 @@ def _smp_losses(where: str, kind: str) -> Any:
         )
     except ImportError as exc:
         raise ConfigError(f"{where}.type: loss type '{kind}' needs segmentation_models_pytorch, which cannot be "
-                          f"imported ({exc}); install it with `pip install segmentation-models-pytorch` "
-                          f"(or `pip install 'eseg[bench]'`)") from exc
+                          f"imported ({exc}); install it with `pip install segmentation-models-pytorch`") from exc
     return losses
 
 
