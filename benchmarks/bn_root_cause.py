@@ -48,22 +48,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_trainer(config: Path, out: Path, steps: int):
-    """The claims config with a short budget and no pictures; the model is built, not trained.
-    Works with the engine before (eseg.engine.train) and after (eseg.engine.trainer) its split."""
+    """The claims config with a short budget and no pictures; the model is built, not trained."""
     from eseg.config import load_config
+    from eseg.engine.rundir import prepare_run_dir
+    from eseg.engine.trainer import Trainer
 
     # the batch-norm issue's models: BiFPN / FPN over all of P2-P9 and the weighted head, as eseg 0.1 built them
     # (the shipped variants now fuse P3-P9 and add P2 in a progressive head: 12 fusion nodes, not 28)
     overrides = [f"train.steps={steps}", "eval.max_images=8", "eval.num_predictions=0", "eval.num_overlays=0",
                  f"run.out={out}", "model.fpn_min_level=2", "model.head_kind=weighted"]
-    try:
-        from eseg.engine.rundir import prepare_run_dir
-        from eseg.engine.trainer import Trainer
-    except ImportError:
-        from eseg.engine.train import Trainer, prepare_run_dir
-
-        prepare_run_dir(out, resume=False, exist_ok=True, is_main=True)
-        return Trainer(load_config(str(config), overrides), out)
     # no precise BN inside fit: the running statistics are what is measured
     prepare_run_dir(out, resume=False, overwrite=True)
     return Trainer(load_config(str(config), overrides + ["train.precise_bn_batches=0"]), out)
@@ -76,30 +69,17 @@ def fit(trainer) -> float:
 
 def training_batches(trainer, start_step: int, count: int) -> list[torch.Tensor]:
     """``count`` training batches from step ``start_step`` on (the precise-BN batches of eseg reproduce)."""
-    if hasattr(trainer, "train_loader"):
-        batches = iter(trainer.train_loader(start_step=start_step))
-    else:
-        trainer.step = start_step
-        batches = iter(trainer._loader())
+    batches = iter(trainer.train_loader(start_step=start_step))
     return [next(batches)["image"] for _ in range(count)]
 
 
 def miou(model: nn.Module, val_set, count: int) -> float:
     """The shared evaluator on the first ``count`` validation images, in %."""
-    from torch.utils.data import Subset
+    from eseg.data.meta import subset
+    from eseg.engine.evaluation import evaluate_model
 
-    subset = Subset(val_set, range(min(count, len(val_set))))
-    try:
-        from eseg.engine.evaluation import evaluate_model
-    except ImportError:
-        from eseg.engine.evaluate import evaluate_dataset
-
-        metrics = evaluate_dataset(model.eval(), subset, batch_size=4, device="cpu", progress=False,
-                                   num_classes=val_set.num_classes, ignore_index=val_set.ignore_index,
-                                   class_names=list(val_set.class_names))
-    else:
-        subset.meta = val_set.meta  # classes and ignore index for the evaluator
-        metrics = evaluate_model(model.eval(), subset, batch_size=4, device="cpu")
+    first = subset(val_set, range(min(count, len(val_set))))
+    metrics = evaluate_model(model.eval(), first, batch_size=4, device="cpu")
     return 100.0 * metrics["mIoU"]
 
 
@@ -135,8 +115,8 @@ class BatchStatRecorder:
 def simulate(mean_t: np.ndarray, var_t: np.ndarray, momentum: float, debias: bool,
              horizon: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Running statistics after the recorded (T, C) batch statistics, from PyTorch's 0 / 1.
-    ``debias``: factor max(m, min(1, horizon/t)); horizon 1 is debias_batchnorm's cumulative average,
-    horizon k > 1 a polynomial-decay average over roughly the last t/k steps."""
+    ``debias``: factor max(m, min(1, horizon/t)), eseg.models.norm's rule with any horizon (it ships
+    HORIZON = 5; 1 is the cumulative average until 1/m steps), so the study can compare them."""
     mean, var = np.zeros(mean_t.shape[1]), np.ones(var_t.shape[1])
     for t in range(1, len(mean_t) + 1):
         a = max(momentum, min(1.0, horizon / t)) if debias else momentum

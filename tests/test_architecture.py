@@ -129,3 +129,12 @@ def test_registries_and_tables_are_torch_free(name):
     probe = f"import sys, {name}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (SRC.parent / "benchmarks").glob("*.py")))
+def test_every_benchmark_script_imports(script):
+    """The scripts docs quote must keep working with the package as it is now."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmark_script_{script[:-3]}", SRC.parent / "benchmarks" / script)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
