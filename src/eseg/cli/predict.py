@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.predict import predict_sources
     from ..inference.segmenter import Segmenter
     from ..runtimes import load_runner
+    from . import EXIT_OK, EXIT_PARTIAL
 
     out_dir = Path(args.out) if args.out else next_free(Path("runs/predict"))
     runner = load_runner(args.model, args.backend, device=args.device)
@@ -48,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(predictor.failures)} input(s) failed:", file=sys.stderr)
         for _, message in predictor.failures:
             print(f"  {message}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_PARTIAL
+    return EXIT_OK

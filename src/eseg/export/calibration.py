@@ -20,12 +20,13 @@ def eval_data_spec(eval_data: str | None, model_path: Path, num_classes: int, si
     from ..engine.evaluation import recorded_validation_data
     from ..palette import SYNTHETIC_CLASSES
 
-    if eval_data == "synthetic" or (eval_data is None and num_classes == len(SYNTHETIC_CLASSES)
-                                    and recorded_validation_data(model_path) is None):
+    if eval_data == "synthetic":
         return {"type": "synthetic", "size": list(size)}, "val"
     if eval_data is not None:
         return load_dataset_spec(eval_data), "val"
-    recorded = recorded_validation_data(model_path)
+    recorded = recorded_validation_data(model_path)  # reads the run's config.yaml once
+    if recorded is None and num_classes == len(SYNTHETIC_CLASSES):
+        return {"type": "synthetic", "size": list(size)}, "val"
     if recorded is None:
         raise ConfigError(f"int8 export checks the model on validation images, and this {num_classes}-class model "
                           "records none; pass --eval-data SPEC.yaml (e.g. {type: cityscapes, root: DIR})")

@@ -178,6 +178,3 @@ class CalibrationReader:
     def get_next(self):
         batch = next(self._batches, None)
         return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-
-    def rewind(self) -> None:  # single pass is all quantize_static needs
-        return None

@@ -31,6 +31,7 @@ from ..data.transforms import normalize
 from ..errors import CheckpointError, ConfigError, DataError
 from ..models.padding import pad_to_size, padded_size
 from ..runtimes import load_runner
+from ..runtimes.info import Runner
 from ..runtimes.torch import TorchRunner
 from .geometry import pair, resize, scaled_size, slide_windows
 from .modes import DEFAULT_TTA_SCALES, MODES
@@ -208,7 +209,7 @@ class Segmenter:
         return logits.to(self.device, torch.float32)
 
 
-def _as_runner(model, device, amp: bool):
+def _as_runner(model, device, amp: bool) -> Runner:
     if isinstance(model, torch.nn.Module):
         return TorchRunner(model, device=device, amp=amp)
     if amp:

@@ -37,12 +37,12 @@ def load_runner(path: str | Path, backend: str | None = None, *, device: Any = N
     """A runner for ``path`` (a model or run folder, an ``.onnx`` or an ``.xml`` file);
     ``device`` may be ``"auto"``."""
     resolved = resolve_model_path(path)
-    name = backend or backend_for(resolved)
+    expected = backend_for(resolved)
+    name = backend or expected
     if device == "auto":  # torch picks CUDA when it has it; the other runtimes choose for themselves
         from ..devices import resolve_device
 
         device = resolve_device("auto") if name == "torch" else None
-    expected = backend_for(resolved)
     if backend is not None and expected != "torch" and backend != expected:
         raise ConfigError(f"'{path}' is a {expected} file; drop --backend or use --backend {expected}")
     return BACKENDS.get(name)(resolved, device=device, **options)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
@@ -75,11 +75,10 @@ META_INPUT_STRIDE = "eseg_input_stride"
 
 
 class Runner(Protocol):
+    """What every backend provides (torch, onnxruntime, openvino), and all the Segmenter uses:
+    normalized (N, 3, H, W) in, (N, num_classes, H, W) logits out, and the model's metadata."""
+
     info: ModelInfo
     device: torch.device
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
-
-
-def describe(runner: Any) -> str:
-    return f"{type(runner).__name__}({getattr(runner, 'source', '')})"
