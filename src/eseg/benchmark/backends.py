@@ -17,8 +17,6 @@ from torch import nn
 from ..errors import ConfigError
 from .peers import BACKENDS
 
-OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-
 
 @dataclass
 class Runnable:
@@ -63,13 +61,13 @@ def _exported(model, backend: str, size, threads: int, onnx_path: Path | None, p
 
         session = onnx_session(onnx_path, threads=threads, spin=False)  # no spinning into the next entry
         return Runnable(lambda x: session.run(None, {session.get_inputs()[0].name: x}), make)
-    if precision not in OV_PRECISIONS:
-        raise ConfigError(f"--precision {precision} is not one of {', '.join(OV_PRECISIONS)} for openvino")
-    from ..export.openvino import compile_openvino
+    from ..runtimes.openvino import compile_openvino, compiled_precision
 
-    compiled = compile_openvino(onnx_path, threads=threads, precision=OV_PRECISIONS[precision])
+    compiled = compile_openvino(onnx_path, threads=threads, precision=precision)
     request = compiled.create_infer_request()
-    return Runnable(lambda x: request.infer({0: np.ascontiguousarray(x)}), make, precision)
+    # the precision the CPU compiled for (bf16 falls back to f32 where the CPU lacks it), as eseg's names
+    used = {"f32": "fp32", "bf16": "bf16"}.get(compiled_precision(compiled, precision), precision)
+    return Runnable(lambda x: request.infer({0: np.ascontiguousarray(x)}), make, used)
 
 
 def no_grad(model: Callable) -> Callable:

@@ -12,7 +12,7 @@ PARITY_ATOL = 1e-3
 
 def parity_sizes(size: tuple[int, int], dynamic: bool, multiple: int) -> list[tuple[int, int]]:
     """Sizes to check: the export size, then for a dynamic graph two sizes that need the in-graph
-    pad (97x203 and 600x1000, or smaller ones below the export size), each distinct."""
+    pad (97x203 and 600x1000, or for small exports 97x203 and the export size + (37, 53)), each distinct."""
     if not dynamic:
         return [size]
     candidates = [size, (97, 203), (600, 1000)] if size[0] * size[1] >= 600 * 1000 else [size, (97, 203), (size[0] + 37, size[1] + 53)]
