@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 
 from eseg import fileio
-from eseg.benchmark.backends import prepare_backend
 from eseg.benchmark.models import build_model
+from eseg.benchmark.prepare import prepare_variant
 from eseg.benchmark.timing import interleaved_times
 from eseg.flops import count_macs, count_params
 from eseg.models.registry import create_model
 from eseg.sizes import format_size, parse_size
+from eseg.tables import markdown_table
 
 # backbone -> (timm default weights tag, ImageNet-1k top-1 %), from timm's results-imagenet.csv
 TOP1 = {
@@ -74,7 +75,7 @@ def measure(size, names: list[str], runs: int, threads: int) -> tuple[dict, dict
     with tempfile.TemporaryDirectory() as work:
         for i, (name, model) in enumerate(models.items()):
             costs[name] = (count_params(model) / 1e6, count_macs(model, size) / 1e9)
-            runnable = prepare_backend(copy.deepcopy(model), "openvino", size, device=torch.device("cpu"),
+            runnable = prepare_variant(copy.deepcopy(model), "openvino", size, device=torch.device("cpu"),
                                        threads=threads, onnx_path=Path(work) / f"m{i}.onnx", precision="fp32")
             x = runnable.make_input(1)
             calls[name] = lambda r=runnable, x=x: r.fn(x)
@@ -129,10 +130,9 @@ def main() -> None:
     fileio.write_json(args.out / f"backbone_survey_{tag}.json", {"size": list(args.size), "rows": table})
     plot(table, args.size, args.out / "img" / f"backbone_survey_{tag}.png")
     print(f"{tag}, OpenVINO fp32, {args.threads} threads, batch 1, median of {args.runs} interleaved rounds")
-    print("| backbone | params (M) | GMACs | latency (ms) | / LRASPP | top-1 (%) |\n|---|---|---|---|---|---|")
-    for r in table:
-        print(f"| {r['backbone']} | {r['params_M']} | {r['GMACs']} | {r['latency_ms']} | {r['vs_lraspp']:.2f}x | "
-              f"{r['top1'] if r['top1'] is not None else '–'} |")
+    print(markdown_table(["backbone", "params (M)", "GMACs", "latency (ms)", "/ LRASPP", "top-1 (%)"],
+                         [[r["backbone"], r["params_M"], r["GMACs"], r["latency_ms"], f"{r['vs_lraspp']:.2f}x",
+                           r["top1"] if r["top1"] is not None else "–"] for r in table]))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import eseg.models.norm as norm  # noqa: E402
+from eseg.tables import markdown_header, markdown_row  # noqa: E402
 from tests.test_norm import _short_bifpn_run  # noqa: E402
 
 
@@ -37,10 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 2, 3, 5, 8])
     args = parser.parse_args()
-    print("| H | running-BN mIoU (%) | precise-BN mIoU (%) | gap (points) |\n|---|---|---|---|")
-    for horizon in args.horizons:
+    print(markdown_header(["H", "running-BN mIoU (%)", "precise-BN mIoU (%)", "gap (points)"]))
+    for horizon in args.horizons:  # a row as each horizon is measured
         running, precise = gap_for(horizon)
-        print(f"| {horizon} | {running:.1f} | {precise:.1f} | {running - precise:+.1f} |", flush=True)
+        print(markdown_row([horizon, f"{running:.1f}", f"{precise:.1f}", f"{running - precise:+.1f}"]), flush=True)
 
 
 if __name__ == "__main__":

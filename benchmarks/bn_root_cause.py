@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from eseg.models.norm import batchnorm_layers, debias_batchnorm, remove_debias
+from eseg.tables import markdown_table
 
 MODELS = {"bifpn": "eseg_p9.yaml", "fpn": "fpn_p9.yaml"}  # in --configs
 GROUPS = ("backbone", "projection", "top-down", "bottom-up", "head")
@@ -50,8 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_trainer(config: Path, out: Path, steps: int):
     """The claims config with a short budget and no pictures; the model is built, not trained."""
     from eseg.config import load_config
-    from eseg.engine.rundir import prepare_run_dir
     from eseg.engine.trainer import Trainer
+    from eseg.rundir import prepare_run_dir
 
     # the batch-norm issue's models: BiFPN / FPN over all of P2-P9 and the weighted head, as eseg 0.1 built them
     # (the shipped variants now fuse P3-P9 and add P2 in a progressive head: 12 fusion nodes, not 28)
@@ -76,7 +77,7 @@ def training_batches(trainer, start_step: int, count: int) -> list[torch.Tensor]
 def miou(model: nn.Module, val_set, count: int) -> float:
     """The shared evaluator on the first ``count`` validation images, in %."""
     from eseg.data.meta import subset
-    from eseg.engine.evaluation import evaluate_model
+    from eseg.evaluation import evaluate_model
 
     first = subset(val_set, range(min(count, len(val_set))))
     metrics = evaluate_model(model.eval(), first, batch_size=4, device="cpu")
@@ -451,8 +452,7 @@ def md_table(headers: list[str], rows: list[list]) -> str:
         if isinstance(v, float):
             return f"{v:.3g}" if abs(v) < 0.01 or abs(v) >= 1000 else f"{v:.3f}".rstrip("0").rstrip(".")
         return str(v)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
+    return markdown_table(headers, [[cell(v) for v in row] for row in rows])
 
 
 def miou_table(results: dict) -> str:

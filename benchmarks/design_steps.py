@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from eseg.benchmark.backends import prepare_backend
 from eseg.benchmark.models import build_model
+from eseg.benchmark.prepare import prepare_variant
 from eseg.benchmark.timing import interleaved_times
 from eseg.flops import count_macs, count_params
 from eseg.models.registry import create_model
 from eseg.sizes import parse_size
+from eseg.tables import markdown_table
 
 # Each step keeps the previous ones (eseg 0.1's decoder was the first row, padded to 512).
 STEPS = {
@@ -41,7 +42,7 @@ def entries(size, backend: str, threads: int, work: Path) -> tuple[dict, dict]:
     calls, costs = {}, {}
     for i, (name, model) in enumerate(models.items()):
         costs[name] = (count_params(model) / 1e6, count_macs(model, size) / 1e9)
-        runnable = prepare_backend(copy.deepcopy(model), backend, size, device=torch.device("cpu"), threads=threads,
+        runnable = prepare_variant(copy.deepcopy(model), backend, size, device=torch.device("cpu"), threads=threads,
                                    onnx_path=work / f"m{i}.onnx", precision="fp32")
         x = runnable.make_input(1)
         calls[name] = lambda r=runnable, x=x: r.fn(x)
@@ -62,10 +63,10 @@ def main() -> None:
     peer = statistics.median(times["LRASPP-MobileNetV3-L (torchvision)"])
     print(f"{args.size[0]}x{args.size[1]}, {args.backend} (fp32), {args.threads} threads, batch 1, "
           f"median of {args.runs} interleaved rounds")
-    print("| decoder | params (M) | GMACs | latency (ms) | / LRASPP |\n|---|---|---|---|---|")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"| {name} | {costs[name][0]:.2f} | {costs[name][1]:.2f} | {1000 * median:.1f} | {median / peer:.2f}x |")
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(markdown_table(["decoder", "params (M)", "GMACs", "latency (ms)", "/ LRASPP"],
+                         [[name, f"{costs[name][0]:.2f}", f"{costs[name][1]:.2f}", f"{1000 * median:.1f}",
+                           f"{median / peer:.2f}x"] for name, median in medians.items()]))
 
 
 if __name__ == "__main__":

@@ -19,20 +19,21 @@ from pathlib import Path
 
 import torch
 
-from eseg.benchmark.backends import prepare_backend
 from eseg.benchmark.models import build_model
+from eseg.benchmark.prepare import prepare_variant
 from eseg.benchmark.timing import interleaved_times
 from eseg.sizes import format_size, parse_size
+from eseg.tables import markdown_table
 
 
 def runnables(graphs: dict[str, Path], models: list[str], size, threads: int, precision: str, work: Path) -> dict:
     cpu = torch.device("cpu")
     entries = {}
     for name, path in graphs.items():
-        entries[name] = prepare_backend(torch.nn.Identity(), "openvino", size, device=cpu, threads=threads,
+        entries[name] = prepare_variant(torch.nn.Identity(), "openvino", size, device=cpu, threads=threads,
                                         onnx_path=path, precision=precision)
     for i, name in enumerate(models):
-        entries[name] = prepare_backend(build_model(name).eval(), "openvino", size, device=cpu, threads=threads,
+        entries[name] = prepare_variant(build_model(name).eval(), "openvino", size, device=cpu, threads=threads,
                                         onnx_path=work / f"model{i}.onnx", precision=precision)
     return entries
 
@@ -58,9 +59,8 @@ def main() -> None:
     reference = models[-1]
     print(f"{format_size(args.size)}, OpenVINO {args.precision}, {args.threads} threads, batch 1, "
           f"median of {args.runs} interleaved rounds")
-    print(f"| entry | latency (ms) | / {reference} |\n|---|---|---|")
-    for name, ms in medians.items():
-        print(f"| {name} | {ms:.1f} | {ms / medians[reference]:.2f}x |")
+    print(markdown_table(["entry", "latency (ms)", f"/ {reference}"],
+                         [[name, f"{ms:.1f}", f"{ms / medians[reference]:.2f}x"] for name, ms in medians.items()]))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from eseg.benchmark.timing import interleaved_times
 from eseg.export.onnx import export_onnx
 from eseg.models.padding import pad_to_multiple
 from eseg.sizes import parse_size
+from eseg.tables import markdown_table
 
 
 def stage_functions(model, x) -> dict:
@@ -113,9 +114,8 @@ def add_node(by: list[dict], node) -> None:
 
 def print_table(title: str, values: dict, total: float | None = None) -> None:
     total = total or sum(values.values())
-    print(f"\n{title}\n| part | ms | share |\n|---|---|---|")
-    for key, ms in sorted(values.items(), key=lambda kv: -kv[1]):
-        print(f"| {key} | {ms:.1f} | {100 * ms / total:.0f}% |")
+    rows = [[key, f"{ms:.1f}", f"{100 * ms / total:.0f}%"] for key, ms in sorted(values.items(), key=lambda kv: -kv[1])]
+    print(f"\n{title}\n" + markdown_table(["part", "ms", "share"], rows))
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from eseg.tables import markdown_table
+
 LRASPP, SMP = "lraspp_mobilenet_v3_large", "smp_deeplabv3plus"
 
 
@@ -54,15 +56,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="results.json files of eseg benchmark")
     args = parser.parse_args()
-    print("| target | measured | limit | met |\n|---|---|---|---|")
+    rows = []
     for path in args.results:
         doc = json.loads(path.read_text(encoding="utf-8"))
         precision = doc["settings"]["precision"]
         for text, value, limit, at_most in checks(doc):
             met = value is not None and (value <= limit if at_most else value >= limit)
-            shown = "–" if value is None else f"{value:.2f}x"
-            print(f"| {text} (OpenVINO {precision}) | {shown} | {'<=' if at_most else '>='} {limit}x | "
-                  f"{'yes' if met else 'no'} |")
+            rows.append([f"{text} (OpenVINO {precision})", "–" if value is None else f"{value:.2f}x",
+                         f"{'<=' if at_most else '>='} {limit}x", "yes" if met else "no"])
+    print(markdown_table(["target", "measured", "limit", "met"], rows))
 
 
 if __name__ == "__main__":

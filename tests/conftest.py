@@ -1,7 +1,11 @@
 import os
+import tempfile
 
 import pytest
 import torch
+
+# The mask-value cache (eseg.data.scan) goes to a throwaway folder, not the user's ~/.cache.
+os.environ.setdefault("ESEG_CACHE_DIR", tempfile.mkdtemp(prefix="eseg-test-cache-"))
 
 # Two xdist workers on two cores: one thread each keeps them from fighting.
 if os.environ.get("PYTEST_XDIST_WORKER"):

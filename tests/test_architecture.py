@@ -124,7 +124,7 @@ def test_help_of_every_command_imports_neither_torch_nor_timm():
 
 
 @pytest.mark.parametrize("name", ["eseg.models.registry", "eseg.models.summary", "eseg.data.specs", "eseg.config",
-                                  "eseg.runtimes", "eseg.benchmark.peers"])
+                                  "eseg.loss_spec", "eseg.rundir", "eseg.runtimes", "eseg.benchmark.peers"])
 def test_registries_and_tables_are_torch_free(name):
     probe = f"import sys, {name}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
@@ -138,3 +138,36 @@ def test_every_benchmark_script_imports(script):
 
     spec = importlib.util.spec_from_file_location(f"benchmark_script_{script[:-3]}", SRC.parent / "benchmarks" / script)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def imported_by(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every eseg module ``start`` may import, directly or through others (function-level included)."""
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += graph.get(name, ())
+    return seen
+
+
+def test_the_config_never_reaches_the_engine():
+    reached = imported_by(import_graph(), "eseg.config")
+    assert {"eseg.schema", "eseg.models.registry", "eseg.data.specs"} <= reached  # the graph really was followed
+    assert sorted(m for m in reached if m == "eseg.engine" or m.startswith("eseg.engine.")) == []
+
+
+CONFIG_PROBE = """
+import json, sys
+from eseg.config import load_config
+cfg = load_config(None, ["model.name=eseg_lite_s", "model.fpn_width=24", "data.dataset={type: folder, root: /d}",
+                         "train.loss=[{type: cross_entropy, ohem: true}, {type: dice}, {type: focal}, {type: lovasz}]"])
+assert cfg.train.loss[3] == {"type": "lovasz"}
+print(json.dumps(sorted(m for m in sys.modules if m in ("torch", "timm") or m.startswith("eseg.engine"))))
+"""
+
+
+def test_loading_and_checking_a_config_imports_neither_torch_nor_the_engine():
+    result = subprocess.run([sys.executable, "-c", CONFIG_PROBE], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

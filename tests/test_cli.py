@@ -12,6 +12,9 @@ import yaml
 import eseg
 from eseg.cli import SUBCOMMANDS, command_parser, main
 from eseg.cli.options import SizeAction
+from eseg.errors import ConfigError
+from eseg.paths import RUN_OUTPUTS
+from eseg.rundir import prepare_run_dir
 
 from .conftest import tiny_model
 from .test_train import tiny_config
@@ -84,6 +87,34 @@ def test_a_new_run_gets_a_numbered_folder_and_resume_takes_the_latest(tmp_path, 
     assert [r["step"] for r in rows if "loss" in r] == [1, 2]
     assert main(["train", str(path), "--overwrite"]) == 0  # starts over in runs/tiny itself
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tiny", "tiny-2"]
+    written = {p.name for p in (tmp_path / "runs" / "tiny").iterdir()}
+    assert {"config.yaml", "checkpoints", "metrics.jsonl"} <= written <= set(RUN_OUTPUTS)  # what --overwrite clears
+
+
+def test_overwrite_clears_exactly_the_run_outputs(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in RUN_OUTPUTS:
+        (run / name).mkdir() if "." not in name else (run / name).write_text("old")
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"already holds a run .*--resume.*--overwrite.*--out"):
+        prepare_run_dir(run, resume=False, overwrite=False)
+    prepare_run_dir(run, resume=True, overwrite=False)
+    assert len(list(run.iterdir())) == len(RUN_OUTPUTS) + 1
+    prepare_run_dir(run, resume=False, overwrite=True)
+    assert [p.name for p in run.iterdir()] == ["notes.txt"]
+
+
+def test_the_old_run_folder_module_still_imports_with_a_warning(monkeypatch):
+    import importlib
+
+    import eseg.rundir
+
+    monkeypatch.delitem(sys.modules, "eseg.engine.rundir", raising=False)
+    with pytest.warns(DeprecationWarning, match="eseg.engine.rundir moved to eseg.rundir"):
+        old = importlib.import_module("eseg.engine.rundir")
+    assert old.next_free is eseg.rundir.next_free and old.RunLock is eseg.rundir.RunLock
+    assert old.RUN_OUTPUTS == RUN_OUTPUTS
 
 
 def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):

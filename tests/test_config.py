@@ -95,7 +95,7 @@ def test_malformed_overrides_are_errors(override):
     ("train.device=gpu", "train.device='gpu' must be auto, cpu, mps, cuda or cuda:N"),
     ("model.max_level=2", "'model.max_level' = 2 is out of range"),
     ("model.name=eseg_lite_z", "model.name: unknown model 'eseg_lite_z'; did you mean 'eseg_lite_s'"),
-    ("train.loss={type: focal, gama: 2}", "train.loss.gama: unknown key for type 'focal'; did you mean 'gamma'?"),
+    ("train.loss={type: focal, gama: 2}", "train.loss (type 'focal'): unknown key 'gama'; did you mean 'gamma'?"),
 ])
 def test_every_bad_value_is_a_config_error_naming_key_value_and_range(override, message):
     with pytest.raises(ConfigError) as info:
@@ -149,3 +149,33 @@ def test_config_files_and_dataset_specs_share_one_reader_and_its_errors(tmp_path
         with pytest.raises(ConfigError, match=f"{what} '.*list.yaml' must hold a mapping, got list"):
             read(tmp_path / "list.yaml")
     assert load_dataset_spec(tmp_path / "wrapped.yaml") == {"type": "synthetic", "num_images": 3}
+
+
+def test_the_train_crop_is_the_configs_else_the_models():
+    from eseg.models.registry import get_config
+
+    assert load_config(None, ["data.crop_size=[64, 96]"]).train_crop() == (64, 96)
+    assert load_config(None, ["model.name=eseg_m"]).train_crop() == tuple(get_config("eseg_m").train_crop) == (768, 1536)
+    assert load_config(None, ["model.train_crop=[32, 48]"]).train_crop() == (32, 48)  # a model option counts too
+
+
+def test_one_spelling_hint_for_keys_choices_registries_and_loss_specs():
+    from eseg.models.registry import MODELS
+    from eseg.schema import did_you_mean
+
+    assert did_you_mean("gama", ["type", "weight", "gamma", "alpha"]) == "did you mean 'gamma'? "
+    assert did_you_mean("zzz", ["gamma"]) == ""
+    assert did_you_mean("eseg_lite_z", MODELS.names(), n=2) == "did you mean 'eseg_lite_s', 'eseg_lite_m'? "
+    for override, hint in [("train.lrr=1", "did you mean 'lr'? "), ("train.optimizer=adam", "did you mean 'adamw'?"),
+                           ("model.name=eseg_lite_z", "did you mean 'eseg_lite_"),
+                           ("train.loss={type: dcie}", "did you mean 'dice'? "),
+                           ("data.dataset={type: foldr}", "did you mean 'folder'? ")]:
+        with pytest.raises(ConfigError) as info:
+            load_config(None, [override])
+        assert hint in str(info.value), override
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_numbers_must_be_finite(value):
+    with pytest.raises(ConfigError, match=rf"'train.grad_clip' must be a finite number, got {value.replace('.', '')}"):
+        load_config(None, [f"train.grad_clip={value}"])

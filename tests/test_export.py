@@ -97,6 +97,8 @@ def test_runner_refuses_files_it_cannot_use(tmp_path):
                       input_names=["images"], output_names=["logits"])
     with pytest.raises(CheckpointError, match="eseg_config"):
         OnnxRunner(tmp_path / "plain.onnx")
+    bare = OnnxRunner(tmp_path / "plain.onnx", with_info=False)  # as the benchmark runs a peer's graph
+    assert bare.info is None and bare(torch.randn(1, 3, 8, 8)).shape == (1, 2, 8, 8)
 
 
 def test_export_cli_reports_parity_and_refuses_what_it_cannot_do(exported, tmp_path, capsys):
@@ -162,3 +164,36 @@ def test_a_fixed_graph_at_a_multiple_of_the_stride_has_no_pad_or_crop(tmp_path):
     odd = export_onnx(model, tmp_path / "odd.onnx", size=(70, 100))  # 70x100 pads to 96x128: both stay
     assert {"Pad", "Slice"} <= set(data_ops(odd))
     assert check_parity(model, OnnxRunner(odd), [(70, 100)])[0]["max_abs_diff"] <= 1e-3
+
+
+def test_static_shapes_is_an_argument_of_the_forward_not_a_switch():
+    """What a fixed-size trace needs travels down the forward: traced with it, the graph keeps
+    no pad and resizes to constant sizes; traced without it (any other tracing, before or after),
+    the pad and the size arithmetic stay."""
+    import warnings
+
+    model = tiny_model(num_classes=3).eval().requires_grad_(False)  # weights become the trace's constants
+    x = torch.randn(1, 3, 64, 96)  # a multiple of the stride: the pad is zero
+
+    def traced_ops(forward) -> list[str]:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's warnings about shape-to-int conversions
+            return [node.kind() for node in torch.jit.trace(forward, x, check_trace=False).graph.nodes()]
+
+    dynamic = traced_ops(lambda t: model(t))
+    static = traced_ops(lambda t: model(t, True))
+    assert "aten::pad" in dynamic and "aten::pad" not in static
+    assert static.count("aten::size") < dynamic.count("aten::size")  # resize sizes are constants
+    assert traced_ops(lambda t: model(t)) == dynamic  # nothing was left switched on
+    with torch.no_grad():
+        assert torch.equal(model(x, True), model(x))  # eager: the same numbers either way
+
+
+def test_export_leaves_the_callers_model_in_its_mode(tmp_path):
+    model = tiny_model(num_classes=3).train()
+    path = export_onnx(model, tmp_path / "m.onnx", size=(64, 96))
+    assert model.training and all(m.training for m in model.modules())  # traced in eval mode, then put back
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    assert (OnnxRunner(path)(x) - expected).abs().max().item() <= 1e-3  # the graph holds eval-mode BN

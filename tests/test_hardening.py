@@ -337,13 +337,13 @@ def test_skip_through_dataloader_workers_yields_only_good_samples(tmp_path):
     items = read_all(dataset)
     assert len(items) == 10
     assert_only_good_samples(items, good)
-    reasons = {line for item in items for line in item["skipped"].splitlines()}
+    reasons = {reason for item in items for reason in item["skipped"]}
     assert named_files("\n".join(reasons), broken) == set(broken)
     for reason in reasons:  # one file per reason, no worker traceback
         assert len(named_files(reason, broken)) == 1 and not any(t in reason for t in WORKER_TEXT), reason
     # a bad sample gives the next good one in index order (wrapping round to a); good ones skip nothing
     assert [int(item["index"]) for item in items] == [0, 1, 2, 3, 0, 0, 0, 0, 0, 0]
-    assert [item["skipped"] for item in items[:4]] == [""] * 4
+    assert [item["skipped"] for item in items[:4]] == [[]] * 4
     # as the trainer does it: the header check first (warned once each, in this process), then workers
     fresh = build_dataset({"type": "folder", "root": str(tmp_path / "ds"), "on_bad_data": "skip"}, "train")
     with pytest.warns(BadDataWarning) as record:
@@ -353,7 +353,7 @@ def test_skip_through_dataloader_workers_yields_only_good_samples(tmp_path):
     assert sorted(name for names in warned for name in names) == list("efghi")  # one warning each
     items = read_all(fresh)
     assert_only_good_samples(items, good)
-    assert named_files("\n".join(item["skipped"] for item in items), broken) == {"j"}
+    assert named_files("\n".join(reason for item in items for reason in item["skipped"]), broken) == {"j"}
 
 
 def test_worker_errors_carry_only_the_original_message(tmp_path):

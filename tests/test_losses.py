@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eseg.engine.losses import CombinedLoss, build_loss, validate_loss_spec
+from eseg.engine.losses import CombinedLoss, build_loss
 from eseg.errors import ConfigError
+from eseg.loss_spec import validate_loss_spec
 
 IGNORE = 255
 ALL_TYPES = ["cross_entropy", "dice", "focal", "lovasz"]
@@ -264,31 +265,38 @@ def test_a_single_mapping_is_filled_with_the_defaults():
 
 @pytest.mark.parametrize("spec, message", [
     ([{"type": "dice"}, {"type": "focal", "gama": 2}],
-     "train.loss[1].gama: unknown key for type 'focal'; did you mean 'gamma'? valid keys: type, weight, gamma, alpha"),
-    ({"type": "dcie"}, "train.loss.type: unknown loss type 'dcie'; did you mean 'dice'?"),
-    ([{"type": 3}], "train.loss[0].type: unknown loss type 3"),
+     "train.loss[1] (type 'focal'): unknown key 'gama'; did you mean 'gamma'? valid keys: alpha, gamma, type, weight"),
+    ({"type": "dcie"}, "train.loss.type: unknown loss type 'dcie'; did you mean 'dice'? registered: cross_entropy,"),
+    ([{"type": 3}], "train.loss[0].type: unknown loss type '3'"),
     ([{"weight": 1.0}], "train.loss[0]: missing 'type'"),
     (["dice"], "train.loss[0]: expected a mapping"),
     (5, "train.loss: expected a mapping or a list"),
     ([], "train.loss: empty list"),
-    ([{"type": "dice", "weight": -1}], "train.loss[0].weight: must be >= 0"),
-    ([{"type": "dice", "weight": "1"}], "train.loss[0].weight: must be a finite number"),
-    ([{"type": "dice", "weight": True}], "train.loss[0].weight: must be a finite number"),
-    ([{"type": "dice", "weight": float("nan")}], "train.loss[0].weight: must be a finite number"),
+    ([{"type": "dice", "weight": -1}], "'train.loss[0].weight' = -1.0 is out of range: each value must be >= 0"),
+    ([{"type": "dice", "weight": "1"}], "'train.loss[0].weight' must be a finite number, got '1'"),
+    ([{"type": "dice", "weight": True}], "'train.loss[0].weight' must be a finite number, got True"),
+    ([{"type": "dice", "weight": float("nan")}], "'train.loss[0].weight' must be a finite number, got nan"),
+    ([{"type": "dice", "weight": float("inf")}], "'train.loss[0].weight' must be a finite number, got inf"),
     ([{"type": "dice", "weight": 0}], "train.loss: every loss weight is 0"),
-    ([{"type": "dice", "smooth": -1}], "train.loss[0].smooth: must be >= 0"),
-    ({"type": "cross_entropy", "label_smoothing": 1.0}, "train.loss.label_smoothing: must be in [0, 1)"),
-    ({"type": "cross_entropy", "label_smoothing": -0.1}, "train.loss.label_smoothing: must be in [0, 1)"),
-    ({"type": "cross_entropy", "class_weights": [1, -1]}, "train.loss.class_weights[1]: must be a finite number >= 0"),
-    ({"type": "cross_entropy", "class_weights": "1,2"}, "train.loss.class_weights: must be null or a non-empty list"),
-    ({"type": "cross_entropy", "class_weights": [0, 0]}, "train.loss.class_weights: are all 0"),
-    ({"type": "cross_entropy", "ohem": "yes"}, "train.loss.ohem: must be true or false"),
-    ({"type": "cross_entropy", "ohem_thresh": 0}, "train.loss.ohem_thresh: must be in (0, 1]"),
-    ({"type": "cross_entropy", "ohem_min_kept": 0}, "train.loss.ohem_min_kept: must be an integer >= 1"),
-    ({"type": "cross_entropy", "ohem_min_kept": 1.5}, "train.loss.ohem_min_kept: must be an integer >= 1"),
-    ({"type": "focal", "gamma": -1}, "train.loss.gamma: must be >= 0"),
-    ({"type": "focal", "alpha": 2}, "train.loss.alpha: must be in [0, 1]"),
-    ({"type": "lovasz", "per_image": True}, "train.loss.per_image: unknown key for type 'lovasz'"),
+    ([{"type": "dice", "smooth": -1}], "'train.loss[0].smooth' = -1.0 is out of range: each value must be >= 0"),
+    ({"type": "cross_entropy", "label_smoothing": 1.0},
+     "'train.loss.label_smoothing' = 1.0 is out of range: each value must be < 1 (valid: >= 0 and < 1)"),
+    ({"type": "cross_entropy", "label_smoothing": -0.1},
+     "'train.loss.label_smoothing' = -0.1 is out of range: each value must be >= 0 (valid: >= 0 and < 1)"),
+    ({"type": "cross_entropy", "class_weights": [1, -1]},
+     "'train.loss.class_weights' = [1.0, -1.0] is out of range: each value must be >= 0"),
+    ({"type": "cross_entropy", "class_weights": "1,2"},
+     "'train.loss.class_weights' must be a list of a finite number or null, got '1,2'"),
+    ({"type": "cross_entropy", "class_weights": [0, 0]}, "train.loss.class_weights are all 0, so no pixel would count"),
+    ({"type": "cross_entropy", "class_weights": []}, "train.loss.class_weights is empty, so no pixel would count"),
+    ({"type": "cross_entropy", "ohem": "yes"}, "'train.loss.ohem' must be true or false, got 'yes'"),
+    ({"type": "cross_entropy", "ohem_thresh": 0},
+     "'train.loss.ohem_thresh' = 0.0 is out of range: each value must be > 0 (valid: > 0 and <= 1)"),
+    ({"type": "cross_entropy", "ohem_min_kept": 0}, "'train.loss.ohem_min_kept' = 0 is out of range: each value must be >= 1"),
+    ({"type": "cross_entropy", "ohem_min_kept": 1.5}, "'train.loss.ohem_min_kept' must be an integer, got 1.5"),
+    ({"type": "focal", "gamma": -1}, "'train.loss.gamma' = -1.0 is out of range: each value must be >= 0"),
+    ({"type": "focal", "alpha": 2}, "'train.loss.alpha' = 2.0 is out of range: each value must be <= 1 (valid: >= 0 and <= 1)"),
+    ({"type": "lovasz", "per_image": True}, "train.loss (type 'lovasz'): unknown key 'per_image'"),
 ])
 def test_config_errors_name_the_key(spec, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -298,7 +306,8 @@ def test_config_errors_name_the_key(spec, message):
 
 
 def test_errors_use_the_given_location():
-    with pytest.raises(ConfigError, match=r"^model\.aux_loss\[0\]\.wieght: .*did you mean 'weight'"):
+    message = r"^model\.aux_loss\[0\] \(type 'lovasz'\): unknown key 'wieght'; did you mean 'weight'"
+    with pytest.raises(ConfigError, match=message):
         validate_loss_spec([{"type": "lovasz", "wieght": 1}], where="model.aux_loss")
 
 

@@ -361,7 +361,7 @@ def test_one_image_of_a_small_crop_trains_through_its_one_by_one_levels():
 
 
 def test_the_bases_name_what_an_architecture_and_an_evaluator_must_provide():
-    from eseg.engine.evaluation import DatasetEvaluator
+    from eseg.evaluation import DatasetEvaluator
     from eseg.models.base import SegmentationModel
 
     assert SegmentationModel.__abstractmethods__ == {"input_stride", "forward_logits"}

@@ -143,7 +143,7 @@ def test_int8_report_scores_pytorch_at_the_graphs_input_size(made):
     """A fixed-size graph sees every validation image resized to its size; PyTorch must see the
     same, or the mIoU change would measure the resize, not the runtime."""
     from eseg.export.calibration import eval_dataset
-    from eseg.export.pipeline import report_int8
+    from eseg.export.pipeline import Exporter, Int8Data, Stage
 
     model, paths = made["model"], made["paths"]
     seen = []
@@ -151,11 +151,16 @@ def test_int8_report_scores_pytorch_at_the_graphs_input_size(made):
     try:
         val = eval_dataset({"type": "synthetic", "size": [48, 80]}, "val", mean=model.config.mean,
                            std=model.config.std, num_classes=8, num_images=2)
-        runners = {"openvino fp32": OpenVINORunner(paths["fixed"]), "openvino int8": OpenVINORunner(paths["int8"])}
-        report_int8(model, runners, {"val": val, "name": "synthetic"}, (64, 96),
-                    ExportRequest(model="m", format="openvino", size=(64, 96), precision="int8"), log=lambda line: None)
+        request = ExportRequest(model="m", format="openvino", size=(64, 96), precision="int8")
+        exporter = Exporter(model, request, (64, 96), made["root"] / "unused.xml", log=lambda line: None,
+                            data=Int8Data(val=val, calib=val, name="synthetic"))
+        fp32 = Stage("openvino fp32", "fp32", paths["fixed"], OpenVINORunner(paths["fixed"]))
+        int8 = Stage("openvino int8", "int8", paths["int8"], OpenVINORunner(paths["int8"]))
+        exporter.report_int8(fp32, int8)
     finally:
         hook.remove()
+    assert list(exporter.miou) == ["torch", "openvino fp32", "openvino int8"]  # the results, by name
+    assert [r["size"] for r in int8.parity] == [[64, 96]]
     assert seen and {tuple(x.shape[-2:]) for x in seen} == {(64, 96)}
     # resized to 64x96, not pasted at 48x80 onto a zero-padded 64x96 canvas
     assert all(x[..., 48:, :].abs().amax(dim=(1, 2, 3)).min() > 0 for x in seen)

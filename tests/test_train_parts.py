@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from eseg.config import TrainSection
+from eseg.engine.ema import ModelEMA
 from eseg.engine.losses import SegmentationLoss
-from eseg.engine.optim import ModelEMA, build_optimizer, build_scheduler, lr_factor
+from eseg.engine.optim import build_optimizer, build_scheduler, lr_factor
 from eseg.engine.sampling import ResumableBatchSampler, SeededSamples
 from eseg.models.eseg.bifpn import WeightedFusion
 
@@ -140,6 +141,6 @@ def test_ema_follows_the_formula_and_copies_integer_buffers():
     torch.testing.assert_close(ema.module[0].weight, d * start + (1 - d) * (start + 1.0))
     assert ema.module[1].num_batches_tracked.item() == 5
     restored = ModelEMA(model, decay=0.9)
-    restored.load_state_dict(ema.state_dict())
+    restored.load_checkpoint_state(ema.checkpoint_state())
     assert restored.updates == 1
     torch.testing.assert_close(restored.module[0].weight, ema.module[0].weight)

@@ -15,7 +15,7 @@ from PIL import Image
 import eseg
 from eseg.cli import main
 from eseg.data import build_dataset, build_eval_transform
-from eseg.engine.evaluation import (
+from eseg.evaluation import (
     CityscapesExporter,
     SemSegEvaluator,
     evaluate_model,

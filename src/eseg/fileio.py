@@ -79,10 +79,24 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-def write_png(path: str | Path, array: np.ndarray) -> None:
-    """uint8 (H, W, 3) pictures or (H, W) uint8/uint16 label maps as PNG."""
+PNG_LEVEL = 6  # zlib level for every PNG eseg writes (PIL's default)
+
+
+def write_png(path: str | Path, array: np.ndarray, *, palette: np.ndarray | None = None,
+              compress_level: int = PNG_LEVEL) -> None:
+    """uint8 (H, W, 3) pictures or (H, W) uint8/uint16 label maps as PNG. With ``palette``
+    ((N <= 256, 3) uint8 RGB), a uint8 (H, W) array is written as a palette PNG (mode 'P'):
+    viewers show each id in its colour, readers get the ids back."""
+    image = Image.fromarray(array)
+    if palette is not None:
+        palette = np.asarray(palette, dtype=np.uint8)
+        if array.dtype != np.uint8 or array.ndim != 2 or palette.ndim != 2 or palette.shape[1] != 3 or len(palette) > 256:
+            raise ValueError(f"a palette PNG needs (H, W) uint8 ids and an (N <= 256, 3) palette, got "
+                             f"{array.dtype} {array.shape} and {palette.shape}")
+        image = Image.frombuffer("P", image.size, np.ascontiguousarray(array), "raw", "P", 0, 1)
+        image.putpalette(palette.reshape(-1).tobytes(), rawmode="RGB")
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        image.save(tmp, format="PNG", compress_level=compress_level)
 
 
 def read_yaml_mapping(path: str | Path, what: str, hint: str = "") -> dict:

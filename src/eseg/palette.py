@@ -7,6 +7,8 @@
   deterministic golden-ratio hue walk defined below, so they are ours, stable across versions.
 - ``synthetic``: the 8 classes of the embedded ``SyntheticStreets`` dataset, coloured like their
   Cityscapes namesakes.
+- ``voc``: the 21 Pascal VOC classes with the VOC devkit's colour map (``voc_colormap``: the bits
+  of the class id spread over R, G, B); entry 255, (224, 224, 192), is VOC's void border.
 
 Any other name or class count falls back to ``distinct_palette``.
 """
@@ -66,6 +68,11 @@ ADE20K_CLASSES = (
     "clock", "flag",
 )
 
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
 SYNTHETIC_CLASSES = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole")
 
 
@@ -82,6 +89,18 @@ def distinct_palette(num_colors: int) -> np.ndarray:
     return colors
 
 
+def voc_colormap(num_colors: int = 256) -> np.ndarray:
+    """The Pascal VOC devkit colour map: bit k of the id goes to bit 7 - k // 3 of R, G or B."""
+    colors = np.zeros((num_colors, 3), dtype=np.uint8)
+    for index in range(num_colors):
+        value, shift = index, 7
+        while value:
+            for channel in range(3):
+                colors[index, channel] |= ((value >> channel) & 1) << shift
+            value, shift = value >> 3, shift - 1
+    return colors
+
+
 def _cityscapes_color(name: str) -> tuple[int, int, int]:
     return next(color for n, _, color in CITYSCAPES_LABELS if n == name)
 
@@ -90,11 +109,12 @@ PALETTES: Registry = Registry("palette")  # name -> (class names, (K, 3) uint8 c
 PALETTES.register("cityscapes", (CITYSCAPES_CLASSES, np.array([c for _, _, c in CITYSCAPES_LABELS], np.uint8)))
 PALETTES.register("ade20k", (ADE20K_CLASSES, distinct_palette(len(ADE20K_CLASSES))))
 PALETTES.register("synthetic", (SYNTHETIC_CLASSES, np.array([_cityscapes_color(n) for n in SYNTHETIC_CLASSES], np.uint8)))
+PALETTES.register("voc", (VOC_CLASSES, voc_colormap(len(VOC_CLASSES))))
 PALETTE_NAMES = tuple(PALETTES.names())
 
 
 def get_class_names(name: str) -> tuple[str, ...]:
-    """Class names of a known dataset ('cityscapes', 'ade20k', 'synthetic')."""
+    """Class names of a known dataset ('cityscapes', 'ade20k', 'synthetic', 'voc')."""
     return PALETTES.get(name.lower())[0]
 
 

@@ -1,7 +1,8 @@
 """File layouts (a saved model, a checkpoint, a training run folder) and resolving model paths.
 
 A run folder (``eseg train``) holds ``config.yaml``, ``checkpoints/{last,best}`` and the
-reports. A checkpoint folder is a saved model (``config.json`` + ``model.safetensors``) plus
+reports (``RUN_OUTPUTS``); its default name, lock and ``--overwrite`` are :mod:`eseg.rundir`'s.
+A checkpoint folder is a saved model (``config.json`` + ``model.safetensors``) plus
 ``train_state.pt``; after a crash between the two renames of an atomic replace, the complete
 copy is ``.NAME.old`` (see :mod:`eseg.engine.checkpoint`). Torch-free.
 """
@@ -16,6 +17,19 @@ WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 RUN_CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
+# What a training run folder holds besides RUN_CONFIG and CHECKPOINTS (eseg train writes them).
+METRICS_JSONL = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+CURVES = "curves.png"
+OVERLAYS = "overlays"
+PREDICTIONS = "predictions"
+FINAL_METRICS = "final_metrics.json"
+PER_CLASS_IOU = "per_class_iou.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+TENSORBOARD = "tb"
+# Everything a run writes: `eseg train --overwrite` removes exactly these (eseg.rundir).
+RUN_OUTPUTS = (RUN_CONFIG, METRICS_JSONL, METRICS_CSV, CURVES, OVERLAYS, CHECKPOINTS, PREDICTIONS, FINAL_METRICS,
+               PER_CLASS_IOU, CONFUSION_MATRIX, TENSORBOARD)
 EXPORT_SUFFIXES = (".onnx", ".xml")
 
 

@@ -8,12 +8,12 @@ registered names.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError
+from .schema import did_you_mean
 
 T = TypeVar("T")
 
@@ -45,9 +45,8 @@ class Registry(Generic[T]):
     def check(self, name: str) -> str:
         """``name`` if registered, else a ConfigError listing the closest names."""
         if name not in self._entries:
-            close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.4)
-            hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-            raise ConfigError(f"unknown {self.kind} '{name}'; {hint}registered: {', '.join(self.names())}")
+            raise ConfigError(f"unknown {self.kind} '{name}'; {did_you_mean(name, self._entries, n=3)}"
+                              f"registered: {', '.join(self.names())}")
         return name
 
     def metadata(self, name: str) -> dict[str, Any]:

@@ -5,15 +5,17 @@ dataclass's annotations give its type. :func:`from_mapping` builds an instance f
 mapping (YAML), rejecting unknown keys with the closest valid one, converting lists to tuples
 where the annotation asks for a tuple, and checking every value. :func:`check` re-checks an
 instance (e.g. after a programmatic change). Every failure is a ConfigError that names the key,
-the value and what is allowed. Torch-free.
+the value and what is allowed; :func:`did_you_mean` is the one spelling hint of every name-keyed
+check in eseg (config keys, choices, registries, loss and dataset specs). Torch-free.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import ConfigError
@@ -39,10 +41,14 @@ def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+def did_you_mean(word: object, choices: Iterable[object], *, n: int = 1) -> str:
+    """``"did you mean 'x'? "`` with the (up to ``n``) closest of ``choices`` to ``word``, else ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=0.5)
+    return f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+
+
 def unknown_key_error(key: str, valid: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return ConfigError(f"{where}: unknown key '{key}'; {hint}valid keys: {', '.join(sorted(valid))}")
+    return ConfigError(f"{where}: unknown key '{key}'; {did_you_mean(key, valid)}valid keys: {', '.join(sorted(valid))}")
 
 
 def from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
@@ -128,8 +134,8 @@ def _convert_scalar(value: Any, annotation: Any) -> tuple[Any, bool]:
         if isinstance(value, float) and value.is_integer():
             return int(value), True
         return value, isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is float:  # NaN and infinity are never a meaningful setting
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and math.isfinite(value))
         return (float(value) if ok else value), ok
     if annotation is str:
         return value, isinstance(value, str)
@@ -148,7 +154,7 @@ def describe(annotation: Any) -> str:
         return f"a list of {describe(args[0]) if args else 'values'}"
     if origin is dict or annotation is dict:
         return "a mapping"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
         annotation, getattr(annotation, "__name__", str(annotation)))
 
 
@@ -158,9 +164,9 @@ def _check_range(value: Any, meta: Mapping[str, Any], key: str) -> None:
     if meta.get("length") is not None and isinstance(value, (list, tuple)) and len(value) != meta["length"]:
         raise ConfigError(f"'{key}' must have {meta['length']} values, got {value!r}")
     if meta.get("choices") is not None and value not in meta["choices"]:
-        close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1, cutoff=0.4)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"'{key}' = {value!r} is not one of {', '.join(map(str, meta['choices']))}{hint}")
+        hint = did_you_mean(value, meta["choices"]).rstrip()
+        raise ConfigError(f"'{key}' = {value!r} is not one of {', '.join(map(str, meta['choices']))}"
+                          + (f"; {hint}" if hint else ""))
     items = value if isinstance(value, (list, tuple)) else [value]
     for item in items:
         if isinstance(item, (int, float)) and not isinstance(item, bool):

@@ -30,15 +30,55 @@ def _palette_array(palette) -> np.ndarray:
 
 def colorize(mask: np.ndarray, palette) -> np.ndarray:
     """(H, W) class ids -> (H, W, 3) uint8 RGB. Ids outside the palette (e.g. 255 = ignore) are black."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"colorize expects an (H, W) mask, got shape {mask.shape}")
+    mask = _as_mask(mask, "colorize")
     palette = _palette_array(palette)
+    ids = _small_ids(mask, len(palette))
+    if ids is not None:  # a lookup in a 256-entry table: every uint8 id has a colour
+        return np.take(color_table(palette), ids, axis=0)
     # One extra row for every id the palette does not cover.
     lut = np.concatenate([palette, np.array([IGNORE_COLOR], dtype=np.uint8)])
     ids = mask.astype(np.int64)
     ids = np.where((ids >= 0) & (ids < len(palette)), ids, len(palette))
     return lut[ids]
+
+
+def _as_mask(mask, what: str) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{what} expects an (H, W) mask, got shape {mask.shape}")
+    return mask
+
+
+def _small_ids(mask: np.ndarray, num_colors: int) -> np.ndarray | None:
+    """``mask`` as uint8 ids with every id the palette does not cover mapped to one it does not
+    cover either (so it stays uncoloured), or None when that cannot be done in uint8."""
+    if mask.dtype == np.uint8:
+        return mask
+    if num_colors > 255 or mask.dtype.kind not in "iub":
+        return None
+    return np.where((mask >= 0) & (mask < num_colors), mask, num_colors).astype(np.uint8)
+
+
+def color_table(palette) -> np.ndarray:
+    """(256, 3) uint8: the colour of every uint8 class id; ids past the palette are IGNORE_COLOR."""
+    palette = _palette_array(palette)[:256]
+    table = np.tile(np.array(IGNORE_COLOR, dtype=np.uint8), (256, 1))
+    table[: len(palette)] = palette
+    return table
+
+
+def blend_tables(palette, alpha: float) -> np.ndarray:
+    """(3, 256 ids, 256 values) uint8: channel c of a pixel of value v under class id k is
+    ``tables[c, k, v]`` = rint((1 - alpha) * v + alpha * colour), computed in float32 as
+    :func:`overlay` always has; ids past the palette keep v."""
+    palette = _palette_array(palette)[:256]
+    values = np.arange(256, dtype=np.float32)
+    colors = palette.astype(np.float32)
+    tables = np.tile(np.arange(256, dtype=np.uint8), (3, 256, 1))
+    for channel in range(3):
+        blended = (1.0 - alpha) * values[None, :] + alpha * colors[:, channel, None]
+        tables[channel, : len(palette)] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return tables
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, palette, alpha: float = 0.5) -> np.ndarray:
@@ -49,11 +89,33 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette, alpha: float = 0.5) ->
     if image.shape[:2] != np.asarray(mask).shape:
         raise ValueError(f"image size {image.shape[:2]} differs from mask size {np.asarray(mask).shape}")
     palette = _palette_array(palette)
-    colors = colorize(mask, palette).astype(np.float32)
     mask = np.asarray(mask)
+    ids = _small_ids(mask, len(palette))
+    if ids is not None:  # per channel, one lookup of (id, value) in a 64k table: no float pass
+        tables = blend_tables(palette, alpha)
+        rows = ids.astype(np.uint16) << 8
+        out = np.empty_like(image)
+        for channel in range(3):
+            np.take(tables[channel].reshape(-1), rows | image[..., channel], out=out[..., channel])
+        return out
+    colors = colorize(mask, palette).astype(np.float32)
     labelled = ((mask >= 0) & (mask < len(palette)))[..., None]
     blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colors
     return np.where(labelled, np.clip(np.rint(blended), 0, 255), image).astype(np.uint8)
+
+
+def save_color_mask(mask: np.ndarray, palette, out_png: str | Path, *, compress_level: int = fileio.PNG_LEVEL) -> Path:
+    """The colour mask as a palette PNG (mode 'P': the class ids and the palette; viewers show
+    the colours, and the file is about a third of an RGB PNG's size), written atomically. Masks
+    whose ids do not fit a byte are written as RGB."""
+    mask = _as_mask(mask, "save_color_mask")
+    palette = _palette_array(palette)
+    ids = _small_ids(mask, len(palette))
+    if ids is None:
+        fileio.write_png(out_png, colorize(mask, palette), compress_level=compress_level)
+    else:
+        fileio.write_png(out_png, ids, palette=color_table(palette), compress_level=compress_level)
+    return Path(out_png)
 
 
 def legend(class_names: Sequence[str], palette, *, columns: int | None = None, swatch: int = 20) -> np.ndarray:

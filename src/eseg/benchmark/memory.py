@@ -4,9 +4,39 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+
+@dataclass
+class EntrySpec:
+    """What builds one benchmark entry again, in a fresh process: the model, the variant, and the
+    settings it was prepared with (``onnx_path``: where a graph variant's graph is)."""
+
+    model: str
+    variant: str
+    size: tuple[int, int]
+    threads: int
+    num_classes: int
+    encoder: str
+    precision: str  # OpenVINO's inference precision
+    model_options: dict
+    onnx_path: str
+
+    def build_model(self):
+        from .models import build_model
+
+        return build_model(self.model, num_classes=self.num_classes, encoder=self.encoder,
+                           model_options=self.model_options)
+
+    def prepare(self, model, device: torch.device):
+        """``model`` (this entry's, built by :meth:`build_model`) prepared as the variant."""
+        from .prepare import prepare_variant
+
+        return prepare_variant(model, self.variant, self.size, device=device, threads=self.threads,
+                               onnx_path=Path(self.onnx_path), precision=self.precision)
 
 
 def _proc_status_kb(key: str) -> int | None:
@@ -27,20 +57,13 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _memory_child(spec: dict, queue) -> None:
-    """Build one model + backend, report the resident-set growth of 2 forward passes."""
+def _memory_child(spec: EntrySpec, queue) -> None:
+    """Build one model + variant, report the resident-set growth of 2 forward passes."""
     try:
         import resource
 
-        from .backends import prepare_backend
-        from .models import build_model
-
-        torch.set_num_threads(spec["threads"])
-        model = build_model(spec["model"], num_classes=spec["num_classes"], encoder=spec["encoder"],
-                            model_options=spec["model_options"])
-        runnable = prepare_backend(model, spec["backend"], tuple(spec["size"]), device=torch.device("cpu"),
-                                   threads=spec["threads"], precision=spec["precision"],
-                                   onnx_path=Path(spec["onnx_path"]) if spec["onnx_path"] else None)
+        torch.set_num_threads(spec.threads)
+        runnable = spec.prepare(spec.build_model(), torch.device("cpu"))
         x = runnable.make_input(1)
         exact = _reset_peak_rss()
         before_kb = _proc_status_kb("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -53,7 +76,7 @@ def _memory_child(spec: dict, queue) -> None:
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def measure_cpu_memory(spec: dict, timeout: float = 900.0) -> dict:
+def measure_cpu_memory(spec: EntrySpec, timeout: float = 900.0) -> dict:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_memory_child, args=(spec, queue), daemon=True)

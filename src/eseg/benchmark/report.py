@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from .. import fileio
+from ..tables import markdown_table
 
 COLUMNS = [
     ("model", "model", "{}"), ("backend", "backend", "{}"), ("precision", "precision", "{}"),
@@ -15,6 +16,7 @@ COLUMNS = [
     ("peak_mem_mb", "peak mem (MB)", "{:.0f}"), ("gflops_achieved", "GFLOP/s", "{:.1f}"),
     ("matmul_share", "of matmul", "{:.0%}"), ("speedup_vs_eager", "speed-up vs eager", "{:.2f}x"),
 ]
+FAILURE_COLUMN = "latency_ms_median"  # where a row that did not run says why
 
 
 def _cell(value, fmt: str) -> str:
@@ -28,12 +30,11 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     headers = [title for _, title, _ in COLUMNS] + [f"latency / {r}" for r in refs] + [f"memory / {r}" for r in refs]
     rows = []
     for r in doc["results"]:
-        cells = [_cell(r[key], fmt) for key, _, fmt in COLUMNS]
-        cells += [_cell(r["latency_vs"].get(ref), "{:.2f}x") for ref in refs]
-        cells += [_cell(r["memory_vs"].get(ref), "{:.2f}x") for ref in refs]
+        cells = {key: _cell(r[key], fmt) for key, _, fmt in COLUMNS}
         if r["error"]:
-            cells[5] = f"failed: {r['error'][:80]}"
-        rows.append(cells)
+            cells[FAILURE_COLUMN] = f"failed: {r['error'][:80]}"
+        rows.append(list(cells.values()) + [_cell(r["latency_vs"].get(ref), "{:.2f}x") for ref in refs]
+                    + [_cell(r["memory_vs"].get(ref), "{:.2f}x") for ref in refs])
     return headers, rows
 
 
@@ -47,9 +48,8 @@ def markdown_report(doc: dict) -> str:
         f"{s['runs']} interleaved rounds after {s['warmup']} warm-up calls; throughput at batch {s['batch']}; "
         f"random init; smp encoder tu-{s['encoder']}.",
         f"In-run fp32 matmul (2048^3): **{doc['matmul_gflops']:.1f} GFLOP/s**.", "",
-        "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|",
+        markdown_table(headers, rows),
     ]
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     lines += ["", "Peak memory: " + ("CUDA max_memory_allocated growth" if env["device"].startswith("cuda") else
                                      "resident-set growth of two forward passes, each entry in a fresh process") + "."]
     if doc["skipped"]:

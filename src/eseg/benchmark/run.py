@@ -1,4 +1,7 @@
-"""``run_benchmark``: every (model, backend) pair measured in one process and one run.
+"""``run_benchmark``: every (model, variant) pair measured in one process and one run.
+
+A variant (``--backends`` on the command line, ``backend`` in the results) is one way to run a
+model: see :mod:`.variants`.
 
 - latency: batch 1, preprocessing outside the timed region; after ``warmup`` calls per entry the
   entries run interleaved, A B C A B C ..., with the start rotated each round; median and p90;
@@ -23,8 +26,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from .backends import prepare_backend
-from .memory import cuda_peak_mb, measure_cpu_memory
+from .memory import EntrySpec, cuda_peak_mb, measure_cpu_memory
 from .models import build_model
 from .peers import PEERS
 from .timing import (
@@ -39,7 +41,7 @@ from .timing import (
 @dataclass
 class Result:
     model: str
-    backend: str
+    backend: str  # the variant's name (the key results.json has always had)
     params_m: float
     gmacs: float
     precision: str = "fp32"
@@ -60,7 +62,7 @@ class Result:
 @dataclass
 class BenchmarkSettings:
     models: list[str]
-    backends: list[str]
+    backends: list[str]  # variant names (--backends)
     size: tuple[int, int]
     threads: int = 2
     runs: int = 10
@@ -77,15 +79,16 @@ class BenchmarkSettings:
 
 
 def check_settings(settings: BenchmarkSettings) -> None:
-    from .peers import BACKENDS, benchmark_models
+    from .peers import benchmark_models
+    from .variants import VARIANTS, variant_names
 
     known = set(benchmark_models())
     unknown = [m for m in settings.models if m not in known]
     if unknown or not settings.models:
         raise ConfigError(f"unknown model(s) {unknown}; choose from {', '.join(sorted(known))}")
-    bad = [b for b in settings.backends if b not in BACKENDS]
+    bad = [b for b in settings.backends if b not in VARIANTS]
     if bad or not settings.backends:
-        raise ConfigError(f"unknown backend(s) {bad}; choose from {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend(s) {bad}; choose from {', '.join(variant_names())}")
     missing = [r for r in settings.references if r not in settings.models]
     if missing:
         raise ConfigError(f"--reference {', '.join(missing)} is not among --models {settings.models}")
@@ -100,25 +103,26 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[st
     torch.set_num_threads(settings.threads)
     busy = busy_fraction()  # before this run loads the machine itself
     encoder = settings.encoder or default_encoder(settings.models)
-    entries = prepare_entries(settings, encoder, work_dir, device, log)
+    entries = Entries(settings, encoder, work_dir, device, log)
+    entries.build()
     matmul_fn, matmul_flops = matmul_entry(device)
-    single = {**entries["single"], "__matmul__": matmul_fn}
+    single = {**entries.single, "__matmul__": matmul_fn}
     log(f"timing {len(single) - 1} entries + matmul, {settings.runs} interleaved rounds after {settings.warmup} warm-up calls")
     times = interleaved_times(single, settings.runs, settings.warmup, device)
     matmul_gflops = matmul_flops / statistics.median(times.pop("__matmul__")) / 1e9
-    record_latency(entries["by_key"], times, matmul_gflops)
-    if entries["batched"]:
+    record_latency(entries.by_key, times, matmul_gflops)
+    if entries.batched:
         log(f"throughput at batch {settings.batch}: {settings.throughput_runs} interleaved rounds")
-        for key, values in interleaved_times(entries["batched"], settings.throughput_runs, 1, device).items():
-            entries["by_key"][key].throughput_img_s = settings.batch / statistics.median(values)
+        for key, values in interleaved_times(entries.batched, settings.throughput_runs, 1, device).items():
+            entries.by_key[key].throughput_img_s = settings.batch / statistics.median(values)
     if settings.memory:
-        measure_memory(entries["by_key"], entries["single"], entries["specs"], device, log)
+        measure_memory(entries.by_key, entries.single, entries.specs, device, log)
     references = settings.references or [m for m in settings.models if m in PEERS] or settings.models[:1]
-    add_ratios(entries["results"], references)
+    add_ratios(entries.results, references)
     return {"settings": {**asdict(settings), "size": list(settings.size), "encoder": encoder, "references": references},
             "environment": environment(settings.threads, device), "matmul_gflops": matmul_gflops,
-            "skipped": entries["skipped"], "warnings": noise_warnings(times, settings.runs, settings.threads, busy),
-            "results": [asdict(r) for r in entries["results"]]}
+            "skipped": entries.skipped, "warnings": noise_warnings(times, settings.runs, settings.threads, busy),
+            "results": [asdict(r) for r in entries.results]}
 
 
 def default_encoder(models: list[str]) -> str:
@@ -138,55 +142,66 @@ def record_latency(by_key: dict, times: dict, matmul_gflops: float) -> None:
         r.throughput_img_s = 1e3 / r.latency_ms_median
 
 
-def prepare_entries(settings: BenchmarkSettings, encoder: str, work_dir: Path, device: torch.device,
-                    log: Callable[[str], None]) -> dict:
-    """Build every model and backend once; a backend that cannot run a model is a row with its
-    error, not a failed benchmark."""
-    from ..flops import count_macs, count_params
+@dataclass
+class Entries:
+    """Every (model, variant) entry of one run, built once: a result row each, and for each that
+    runs its timed calls (batch 1 and ``batch``) and the spec a fresh process rebuilds it from."""
 
-    out: dict = {"results": [], "skipped": {}, "single": {}, "batched": {}, "specs": {}, "by_key": {}}
-    for name in settings.models:
+    settings: BenchmarkSettings
+    encoder: str
+    work_dir: Path
+    device: torch.device
+    log: Callable[[str], None] = print
+    results: list[Result] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # model -> why it was not built
+    single: dict[str, Callable[[], object]] = field(default_factory=dict)
+    batched: dict[str, Callable[[], object]] = field(default_factory=dict)
+    specs: dict[str, EntrySpec] = field(default_factory=dict)
+    by_key: dict[str, Result] = field(default_factory=dict)
+
+    def build(self) -> None:
+        """Build every model once and prepare each of its variants; a variant that cannot run a
+        model is a row with its error, not a failed benchmark."""
+        from ..flops import count_macs, count_params
+
+        settings = self.settings
+        for name in settings.models:
+            try:
+                model = build_model(name, num_classes=settings.num_classes, encoder=self.encoder,
+                                    model_options=settings.model_options)
+            except ConfigError as exc:
+                if name not in PEERS or PEERS.metadata(name)["source"] != "smp":
+                    raise
+                self.skipped[name] = str(exc)  # an optional extra is missing: go on with the others
+                self.log(f"skipping {name}: {exc}")
+                continue
+            params, macs = count_params(model) / 1e6, count_macs(model, settings.size) / 1e9
+            for variant in settings.backends:
+                self.add(Result(name, variant, params, macs, batch=settings.batch), model)
+            self.log(f"built {name}: {params:.2f} M params, {macs:.2f} GMACs at {settings.size[0]}x{settings.size[1]}")
+
+    def add(self, result: Result, model) -> None:
+        """Prepare ``model`` as the variant ``result`` names; ``result`` gets its row."""
+        settings, key = self.settings, f"{result.model}/{result.backend}"
+        self.results.append(result)
+        spec = EntrySpec(result.model, result.backend, tuple(settings.size), settings.threads, settings.num_classes,
+                         self.encoder, settings.precision, settings.model_options,
+                         str(self.work_dir / "onnx" / f"{result.model}_{settings.size[0]}x{settings.size[1]}.onnx"))
         try:
-            model = build_model(name, num_classes=settings.num_classes, encoder=encoder,
-                                model_options=settings.model_options)
-        except ConfigError as exc:
-            if name not in PEERS or PEERS.metadata(name)["source"] != "smp":
-                raise
-            out["skipped"][name] = str(exc)  # an optional extra is missing: go on with the others
-            log(f"skipping {name}: {exc}")
-            continue
-        params, macs = count_params(model) / 1e6, count_macs(model, settings.size) / 1e9
-        for backend in settings.backends:
-            add_entry(out, name, backend, model, params, macs, settings, encoder, work_dir, device, log)
-        log(f"built {name}: {params:.2f} M params, {macs:.2f} GMACs at {settings.size[0]}x{settings.size[1]}")
-    return out
-
-
-def add_entry(out: dict, name: str, backend: str, model, params: float, macs: float, settings: BenchmarkSettings,
-              encoder: str, work_dir: Path, device: torch.device, log) -> None:
-    key = f"{name}/{backend}"
-    result = Result(name, backend, params, macs, batch=settings.batch)
-    out["results"].append(result)
-    onnx_path = work_dir / "onnx" / f"{name}_{settings.size[0]}x{settings.size[1]}.onnx"
-    try:
-        runnable = prepare_backend(copy.deepcopy(model), backend, settings.size, device=device, threads=settings.threads,
-                                   onnx_path=onnx_path, precision=settings.precision)
-        x1 = runnable.make_input(1)
-        xb = runnable.make_input(settings.batch) if settings.batch > 1 else None
-        runnable.fn(x1)  # fail here, not inside the timing loop
-    except Exception as exc:  # noqa: BLE001 - any backend failure becomes a row with its error
-        result.error = f"{type(exc).__name__}: {exc}"
-        log(f"{key}: {result.error}")
-        return
-    result.precision = runnable.precision
-    out["single"][key] = lambda r=runnable, x=x1: r.fn(x)
-    if xb is not None:
-        out["batched"][key] = lambda r=runnable, x=xb: r.fn(x)
-    out["specs"][key] = {"model": name, "backend": backend, "size": list(settings.size), "threads": settings.threads,
-                         "num_classes": settings.num_classes, "encoder": encoder, "precision": settings.precision,
-                         "model_options": settings.model_options,
-                         "onnx_path": str(onnx_path) if backend in ("onnxruntime", "openvino") else None}
-    out["by_key"][key] = result
+            runnable = spec.prepare(copy.deepcopy(model), self.device)
+            x1 = runnable.make_input(1)
+            xb = runnable.make_input(settings.batch) if settings.batch > 1 else None
+            runnable.fn(x1)  # fail here, not inside the timing loop
+        except Exception as exc:  # noqa: BLE001 - any variant's failure becomes a row with its error
+            result.error = f"{type(exc).__name__}: {exc}"
+            self.log(f"{key}: {result.error}")
+            return
+        result.precision = runnable.precision
+        self.single[key] = lambda r=runnable, x=x1: r.fn(x)
+        if xb is not None:
+            self.batched[key] = lambda r=runnable, x=xb: r.fn(x)
+        self.specs[key] = spec
+        self.by_key[key] = result
 
 
 def measure_memory(by_key: dict[str, Result], single: dict, specs: dict, device: torch.device, log) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from ..errors import ESegError
 
@@ -23,7 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "export a model to ONNX or OpenVINO (fixed or dynamic size, fp16/bf16/int8) and check parity",
     "benchmark": "time ESeg models against torchvision and smp peers side by side, on any backend",
     "reproduce": "train and evaluate the paper's claims in miniature (max level, BiFPN vs FPN, vs DeepLabV3+)",
-    "data": "dataset tools: synth (write the embedded synthetic dataset to disk)",
+    "data": "dataset tools: synth (write the embedded synthetic dataset), convert (VOC, CVAT, COCO to eseg's folder layout)",
 }
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK if argv else EXIT_USAGE
     module, parser = command_parser(argv[0])
     args = parser.parse_args(argv[1:])
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _plain_warnings(argv[0], warnings.formatwarning)
     try:
         return int(module.run(args) or EXIT_OK)
     except ESegError as exc:
@@ -75,6 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"eseg {argv[0]}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _plain_warnings(command: str, original):
+    """A ``warnings.formatwarning`` that shows eseg's own warnings as ``eseg COMMAND: warning:
+    ...``: their message names the file and the fix, and the source line Python would add is
+    eseg's, not the user's. Recorded warnings (``catch_warnings(record=True)``) are unchanged."""
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if category.__module__.split(".")[0] != "eseg":
+            return original(message, category, filename, lineno, line)
+        return f"eseg {command}: warning: {message}\n"
+
+    return format_warning
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""``eseg benchmark --models ... --size HxW --backends ...``: every model on every backend, timed
-in one interleaved loop, with latency and memory ratios against the reference models."""
+"""``eseg benchmark --models ... --size HxW --backends ...``: every model in every variant (eager,
+channels_last, compile, onnxruntime, openvino), timed in one interleaved loop, with latency and
+memory ratios against the reference models."""
 from __future__ import annotations
 
 import argparse
@@ -10,13 +11,15 @@ from . import options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..benchmark.peers import BACKENDS, DEFAULT_MODELS, PEERS
+    from ..benchmark.peers import DEFAULT_MODELS, PEERS
+    from ..benchmark.variants import variant_names
+    from ..export.formats import OPENVINO_RUN_PRECISIONS
 
     parser.add_argument("--models", type=options.csv_list, default=list(DEFAULT_MODELS),
                         help="comma-separated: eseg models (eseg models) and peers: " + ", ".join(PEERS.names()))
     options.add_size(parser, help="input size", default=(512, 1024))
-    parser.add_argument("--backends", type=options.csv_list, default=["eager"], help="comma-separated: " + ", ".join(BACKENDS))
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--backends", type=options.csv_list, default=["eager"], help="comma-separated: " + ", ".join(variant_names()))
+    parser.add_argument("--precision", choices=OPENVINO_RUN_PRECISIONS, default="fp32",
                         help="OpenVINO inference precision (stated in every report; never the CPU's silent default)")
     parser.add_argument("--threads", type=options.positive_int, default=2, help="intra-op threads of every runtime")
     parser.add_argument("--runs", type=options.positive_int, default=10, help="timed batch-1 rounds per entry")
@@ -40,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark.run import BenchmarkSettings, run_benchmark
     from ..config import parse_override
     from ..devices import resolve_device
-    from ..engine.rundir import next_free
 
     model_options = {}
     for item in args.set:
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup, batch=args.batch_size, throughput_runs=args.throughput_runs, num_classes=args.num_classes,
         encoder=args.encoder, references=args.reference, device=str(resolve_device(args.device)),
         precision=args.precision, memory=args.memory, model_options=model_options)
-    out_dir = Path(args.out) if args.out else next_free(Path("runs/benchmark"))
+    out_dir = options.output_folder(args.out, "runs/benchmark")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
         doc = run_benchmark(settings, Path(work))

@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import argparse
 
+from ..export.formats import FORMATS, OPSET, PRECISIONS, QUANT_MODES
 from . import options
-
-FORMATS = ("onnx", "openvino")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run folder (its best checkpoint) or model folder written by save_pretrained")
-    parser.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (.onnx) or openvino (.xml + .bin)")
+    parser.add_argument("--format", default="onnx", choices=list(FORMATS), help="onnx (.onnx) or openvino (.xml + .bin)")
     options.add_size(parser, help="input size of the graph (default: the model's eval size)")
     parser.add_argument("--dynamic", action="store_true", help="any height and width (the padding is computed in the graph)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32; onnx: fp16 or int8; openvino: bf16 (the CPU runs in bf16) or int8")
-    parser.add_argument("--quantize-mode", default="static", choices=("static", "dynamic"),
+    parser.add_argument("--quantize-mode", default="static", choices=QUANT_MODES,
                         help="int8: static (calibrated activations, QDQ) or dynamic (onnx only)")
     parser.add_argument("--calib-data", help="int8 calibration data: 'synthetic' or a dataset spec YAML "
                                              "(default: the validation data below)")
@@ -25,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-images", type=options.positive_int, default=16,
                         help="images used for calibration and the mIoU check")
     parser.add_argument("--simplify", action="store_true", help="simplify the ONNX graph with onnxslim")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset")
     parser.add_argument("--threads", type=options.positive_int, help="threads for the parity checks")
     options.add_out(parser, None, "output file (default: next to MODEL, model_<HxW|dynamic>[.precision].onnx|.xml)")
     options.add_overwrite(parser, "an existing output file")

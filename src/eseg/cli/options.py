@@ -62,6 +62,17 @@ def add_out(parser, default: str | None, what: str) -> None:
     parser.add_argument("--out", default=default, help=what)
 
 
+def output_folder(out: str | None, default: str, option: str = "--out"):
+    """The folder a command writes into: ``out`` checked as a folder (an existing file or a file
+    name such as ``out.png`` is refused: eseg.rundir.check_output_folder), else the first free
+    of ``default``, ``default-2``, ..."""
+    from pathlib import Path
+
+    from ..rundir import check_output_folder, next_free
+
+    return check_output_folder(out, option) if out else next_free(Path(default))
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from . import options
 
@@ -28,14 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.rundir import next_free
     from ..inference.palettes import resolve_palette
     from ..inference.predict import predict_sources
     from ..inference.segmenter import Segmenter
     from ..runtimes import load_runner
     from . import EXIT_OK, EXIT_PARTIAL
 
-    out_dir = Path(args.out) if args.out else next_free(Path("runs/predict"))
+    out_dir = options.output_folder(args.out, "runs/predict")
     runner = load_runner(args.model, args.backend, device=args.device)
     segmenter = Segmenter(runner, amp=args.amp, **options.segmenter_options(args))
     info = runner.info

@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_target(args: argparse.Namespace) -> tuple[Path, tuple[dict, str] | None]:
     """(model path, the (spec, split) the target records, if any)."""
     from ..config import load_config
-    from ..engine.evaluation import recorded_validation_data
-    from ..engine.rundir import default_run_dir, latest_run
+    from ..evaluation import recorded_validation_data
     from ..paths import resolve_model_path
+    from ..rundir import default_run_dir, latest_run
 
     target = Path(args.target)
     if target.is_file() and target.suffix in (".yaml", ".yml"):
@@ -69,21 +69,23 @@ def run(args: argparse.Namespace) -> int:
     from ..data.meta import subset
     from ..data.specs import build_dataset
     from ..data.transforms import build_eval_transform
-    from ..engine.evaluation import (
+    from ..evaluation import (
+        RESULTS_FILE,
         CityscapesExporter,
         SemSegEvaluator,
+        format_table,
         inference_on_dataset,
+        write_report,
     )
-    from ..engine.reports import RESULTS_FILE, format_table, write_report
     from ..inference.segmenter import Segmenter
     from ..runtimes import load_runner
 
+    out_dir = options.output_folder(args.out, "runs/val")  # a file named as the folder is refused first
+    if args.cityscapes_export:
+        options.output_folder(args.cityscapes_export, "", "--cityscapes-export")
     model_path, recorded = resolve_target(args)
     spec = dataset_spec(args, recorded[0] if recorded else None)
     split = args.split or (recorded[1] if recorded else "val")
-    from ..engine.rundir import next_free
-
-    out_dir = Path(args.out) if args.out else next_free(Path("runs/val"))
     if (out_dir / RESULTS_FILE).exists() and not args.overwrite:
         raise ConfigError(f"'{out_dir / RESULTS_FILE}' already exists; pass --overwrite to replace it or choose another --out")
     runner = load_runner(model_path, args.backend, device=args.device)
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = inference_on_dataset(segmenter, subset(dataset, indices), evaluators, batch_size=args.batch_size,
                                    num_workers=args.num_workers, progress=args.progress)
     print(format_table(metrics))
-    skipped = list(dict.fromkeys(metrics["skipped"]))
+    skipped = metrics["skipped"]  # each bad file once
     if skipped:
         print(f"skipped {len(skipped)} bad file(s) (on_bad_data: skip):", file=sys.stderr)
         for reason in skipped:

@@ -2,75 +2,37 @@
 
 Layout (``root``)::
 
-    classes.yaml            # or classes.yml / classes.json
+    classes.yaml            # or classes.yml / classes.json / a CVAT labelmap.txt (see data/classes.py)
     images/train/xxx.jpg    # any of io.IMAGE_EXTENSIONS
-    masks/train/xxx.png     # single-channel label image with the same stem (+ mask_suffix)
+    masks/train/xxx.png     # label image with the same stem (+ mask_suffix)
     images/val/...  masks/val/...
 
-Without split subfolders (``images/xxx.jpg`` + ``masks/xxx.png``) every split name reads the whole
-folder, which suits evaluation and prediction; use split folders to hold data out of training.
+Splits (see :mod:`eseg.data.splits`): split folders as above; or one flat ``images/`` +
+``masks/`` with split lists (``splits: {train: FILE, val: FILE}``) or ``val_fraction``; or, with
+neither, every split name reads the whole folder (for evaluation; training refuses it unless
+``allow_train_val_overlap: true``).
 
-``classes.yaml``::
-
-    names: [road, car, ...]            # required, class id i is names[i]
-    colors: [[128, 64, 128], ...]      # optional, one RGB triplet per class
-    ignore_index: 255                  # optional (default 255); the spec's ignore_index wins
-
-Mask pixel values are the class ids; pixels equal to ``ignore_index`` are ignored.
+Masks: single-channel PNG/BMP/TIFF whose values are class ids (pixels equal to ``ignore_index``
+are ignored), or RGB colour masks decoded through the classes' colours (``colors`` in
+classes.yaml, or labelmap.txt). JPEG masks are found and refused by name (lossy). ``classes``
+in the spec may be a file or a list of names; ``label_map`` / ``reduce_zero_label`` remap ids.
 """
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .base import Sample, SegDataset, Transform
-from .io import IMAGE_EXTENSIONS, MASK_EXTENSIONS
+from .classes import CLASSES_FILES, find_classes_file, load_classes_file, resolve_classes
+from .io import IMAGE_EXTENSIONS, LOSSY_MASK_EXTENSIONS, MASK_EXTENSIONS
+from .labels import ColorTable
+from .splits import SplitRule, check_fraction, list_files, refuse_mixed
 
-CLASSES_FILES = ("classes.yaml", "classes.yml", "classes.json")
-
-
-def load_classes_file(path: str | Path) -> dict:
-    """Read and check a classes file; returns {'names': [...], 'colors': [...] | None, 'ignore_index': int | None}."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: classes file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise DataError(f"{path}: cannot parse classes file ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise DataError(f"{path}: expected a mapping with 'names' (and optional 'colors', 'ignore_index')")
-    unknown = sorted(set(doc) - {"names", "colors", "ignore_index"})
-    if unknown:
-        raise DataError(f"{path}: unknown key(s) {unknown}; allowed: names, colors, ignore_index")
-    names = doc.get("names")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise DataError(f"{path}: 'names' must be a non-empty list of class-name strings")
-    colors = doc.get("colors")
-    if colors is not None:
-        ok = isinstance(colors, list) and len(colors) == len(names) and all(
-            isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-            for c in colors)
-        if not ok:
-            raise DataError(f"{path}: 'colors' must be {len(names)} [r, g, b] triplets of integers 0..255")
-    ignore_index = doc.get("ignore_index")
-    if ignore_index is not None and not isinstance(ignore_index, int):
-        raise DataError(f"{path}: 'ignore_index' must be an integer, got {ignore_index!r}")
-    return {"names": names, "colors": colors, "ignore_index": ignore_index}
+__all__ = ["CLASSES_FILES", "FolderDataset", "find_classes_file", "load_classes_file"]
 
 
-def find_classes_file(root: Path) -> Path:
-    for name in CLASSES_FILES:
-        if (root / name).is_file():
-            return root / name
-    raise DataError(f"{root}: no {' / '.join(CLASSES_FILES)} listing the class names was found in the dataset root")
-
-
-def _files_by_stem(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
+def files_by_stem(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
     """{stem: file}; two files with one stem (a.png and a.jpg) are an error, not one silently dropped."""
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -90,34 +52,54 @@ class FolderDataset(SegDataset):
         root: str | Path,
         split: str = "train",
         *,
-        classes: str | Path | None = None,
+        classes: str | Path | list[str] | None = None,
         ignore_index: int | None = None,
         images_dir: str = "images",
         masks_dir: str = "masks",
         mask_suffix: str = "",
+        splits: Mapping[str, str] | None = None,
+        val_fraction: float | None = None,
+        allow_train_val_overlap: bool = False,
+        label_map: Mapping | None = None,
+        reduce_zero_label: bool = False,
         transform: Transform | None = None,
         on_bad_data: str = "error",
     ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset folder not found")
-        info = load_classes_file(Path(classes) if classes else find_classes_file(self.root))
+        info = resolve_classes(classes, self.root, "data.dataset.classes")
         ignore = ignore_index if ignore_index is not None else info["ignore_index"]
         super().__init__(split=split, class_names=info["names"], palette=info["colors"],
-                         ignore_index=255 if ignore is None else ignore,
-                         transform=transform, on_bad_data=on_bad_data)
-        image_folder, mask_folder = self._split_folders(self.root / images_dir, self.root / masks_dir)
-        masks = _files_by_stem(mask_folder, MASK_EXTENSIONS) if mask_folder.is_dir() else {}
-        for stem, image in _files_by_stem(image_folder, IMAGE_EXTENSIONS).items():
-            self.samples.append(Sample(image=image, mask=masks.get(stem + mask_suffix), name=stem))
+                         ignore_index=255 if ignore is None else ignore, transform=transform,
+                         on_bad_data=on_bad_data, label_map=label_map, reduce_zero_label=reduce_zero_label)
+        self.allow_train_val_overlap = bool(allow_train_val_overlap)
+        if info["colors"]:
+            self.mask_colors = ColorTable(info["colors"], source=info["source"])
+        rule = SplitRule(split, str(self.root), list_files(splits, self.root, "data.dataset"),
+                         check_fraction(val_fraction, "data.dataset"))
+        image_folder, mask_folder, own_split = self._split_folders(self.root / images_dir, self.root / masks_dir, rule)
+        masks = files_by_stem(mask_folder, MASK_EXTENSIONS + LOSSY_MASK_EXTENSIONS) if mask_folder.is_dir() else {}
+        pool = [Sample(image=image, mask=masks.get(stem + mask_suffix), name=stem)
+                for stem, image in files_by_stem(image_folder, IMAGE_EXTENSIONS).items()]
+        if own_split:
+            self.samples, self.split_source = pool, f"split folder {image_folder} ({len(pool)} images)"
+        else:
+            keep, self.split_source = rule.select([sample.name for sample in pool])
+            self.samples = [pool[i] for i in keep]
         self._finalize_samples(image_folder, "images")
 
-    def _split_folders(self, images: Path, masks: Path) -> tuple[Path, Path]:
+    def _split_folders(self, images: Path, masks: Path, rule: SplitRule) -> tuple[Path, Path, bool]:
+        """(image folder, mask folder, whether they are the split's own folders)."""
         if not images.is_dir():
             raise DataError(f"{images}: image folder not found (expected {images}/{self.split}/ or images directly in it)")
-        if (images / self.split).is_dir():
-            return images / self.split, masks / self.split
         subfolders = sorted(p.name for p in images.iterdir() if p.is_dir())
+        if subfolders and rule.lists:
+            raise ConfigError(f"{images}: has split folders ({', '.join(subfolders)}) and the spec gives split lists; "
+                              "use one of the two")
+        refuse_mixed(rule, bool(subfolders), f"split folders ({', '.join(subfolders)})")
+        if (images / self.split).is_dir():
+            return images / self.split, masks / self.split, True
         if subfolders:
             raise DataError(f"{images / self.split}: split folder not found; available splits: {', '.join(subfolders)}")
-        return images, masks
+        return images, masks, False

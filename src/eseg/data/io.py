@@ -2,8 +2,11 @@
 
 ``read_image`` always returns uint8 RGB (H, W, 3): EXIF orientation is applied, grayscale is
 replicated, alpha is composited onto black, 16-bit images are scaled down to 8 bits and palette
-images are expanded. ``read_mask`` returns the raw label values as int64 (H, W) and refuses colour
-masks, whose RGB triplets are not label ids.
+images are expanded. ``read_mask`` returns the raw label values as int64 (H, W); a colour (RGB)
+mask is decoded through a :class:`~eseg.data.labels.ColorTable` when the dataset has one and
+refused otherwise. JPEG masks are refused by name: JPEG's lossy compression invents label values
+along every edge. ``mask_value_counts`` gives the distinct stored values of a mask and their pixel
+counts, for the full scan before training (:mod:`eseg.data.scan`).
 """
 from __future__ import annotations
 
@@ -13,12 +16,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
+from .labels import ColorTable, pack_rgb
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+LOSSY_MASK_EXTENSIONS = (".jpg", ".jpeg")  # found next to images so they are named, never used
 
 # PIL modes that hold one label value per pixel (P: palette index; I;16*: 16-bit; I: 32-bit).
 _LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "1")
+_COLOR_MODES = ("RGB", "RGBA")
 
 
 _PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -44,11 +50,14 @@ def _require_file(path: Path) -> None:
         raise DataError(f"{path}: file not found")
 
 
-def header_size(path: str | Path, *, mask: bool = False) -> tuple[int, int]:
+def header_size(path: str | Path, *, mask: bool = False, color_masks: bool = False) -> tuple[int, int]:
     """(H, W) of an image as :func:`read_image` (or a mask as :func:`read_mask`) would return it,
-    from the file's header and a structural check, without decoding the pixels."""
+    from the file's header and a structural check, without decoding the pixels. ``color_masks``:
+    RGB masks are accepted (the dataset decodes them through its classes' colours)."""
     path = Path(path)
     _require_file(path)
+    if mask:
+        _refuse_lossy(path)
     try:
         with Image.open(path) as img:
             width, height, mode = img.width, img.height, img.mode
@@ -58,10 +67,24 @@ def header_size(path: str | Path, *, mask: bool = False) -> tuple[int, int]:
     except _PIL_ERRORS as exc:
         raise DataError(f"{path}: cannot decode image ({exc}); the file is corrupt or truncated") from exc
     transposed = not mask and _orientation(path) in (5, 6, 7, 8)
-    if mask and mode not in _LABEL_MODES:
-        raise DataError(f"{path}: mask has mode {mode!r}; masks must be single-channel label images (mode L, P or "
-                        "16-bit) whose pixel values are class ids, not colour-coded RGB. Convert colours to ids first.")
+    if mask and mode not in _LABEL_MODES and not (color_masks and mode in _COLOR_MODES):
+        raise DataError(_mode_message(str(path), mode))
     return (width, height) if transposed else (height, width)
+
+
+def _mode_message(source: str, mode: str) -> str:
+    if mode in _COLOR_MODES:
+        return (f"{source}: mask has mode {mode!r}, a colour mask, but the dataset has no class colours to decode it: "
+                "give them as 'colors' in classes.yaml (or a CVAT labelmap.txt in the dataset root), or save the "
+                "masks as single-channel PNGs whose pixel values are class ids")
+    return (f"{source}: mask has mode {mode!r}; masks must be single-channel label images (mode L, P or 16-bit) "
+            "whose pixel values are class ids, or RGB colour masks with the class colours in classes.yaml")
+
+
+def _refuse_lossy(path: Path) -> None:
+    if path.suffix.lower() in LOSSY_MASK_EXTENSIONS:
+        raise DataError(f"{path}: a JPEG mask; JPEG is lossy and changes label values along every edge. Export "
+                        "the masks again as PNG (re-saving this JPEG as PNG keeps the damage)")
 
 
 def _orientation(path: Path) -> int:
@@ -139,21 +162,50 @@ def array_to_rgb(array: np.ndarray, *, source: str = "image") -> np.ndarray:
     return np.array(array, dtype=np.uint8)  # a writable copy (PIL-backed arrays are read-only)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a single-channel label image as int64 (H, W) raw label values.
+def read_mask(path: str | Path, colors: ColorTable | None = None) -> np.ndarray:
+    """Read a label image as int64 (H, W) raw label values.
 
     P-mode PNGs give their palette indices (the usual way to store labels with colours), L and
-    16/32-bit modes give their values. RGB(A) masks are refused: convert them to label ids first.
+    16/32-bit modes give their values. RGB(A) masks are decoded through ``colors`` (alpha is
+    dropped) and refused without it. JPEG masks are refused (lossy).
     """
     path = Path(path)
-    img = _open_fully(path)
+    _refuse_lossy(path)
+    return decode_mask(_open_fully(path), str(path), colors)
+
+
+def decode_mask(img: Image.Image, source: str, colors: ColorTable | None = None) -> np.ndarray:
+    """A decoded PIL mask as int64 (H, W) label values; see :func:`read_mask`."""
+    if img.mode in _LABEL_MODES:
+        return np.asarray(img).astype(np.int64)
+    if colors is not None and img.mode in _COLOR_MODES:
+        return colors.decode(np.asarray(img.convert("RGB")), source)
+    raise DataError(_mode_message(source, img.mode))
+
+
+def mask_value_counts(img: Image.Image, source: str) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(is_color, distinct stored values, their pixel counts) of a decoded mask. Colour masks give
+    packed ``r << 16 | g << 8 | b`` keys (decoded later, so the counts do not depend on the class
+    colours). Label masks of up to 16 bits are counted with one ``bincount`` pass."""
+    if img.mode in _COLOR_MODES:
+        values, counts = np.unique(pack_rgb(np.asarray(img.convert("RGB"))), return_counts=True)
+        return True, values, counts
     if img.mode not in _LABEL_MODES:
-        raise DataError(
-            f"{path}: mask has mode {img.mode!r} ({len(img.getbands())} channels); masks must be "
-            "single-channel label images (mode L, P or 16-bit) whose pixel values are class ids, "
-            "not colour-coded RGB. Convert colours to ids first."
-        )
-    return np.asarray(img).astype(np.int64)
+        raise DataError(_mode_message(source, img.mode))
+    array = np.asarray(img)
+    if array.dtype in (np.bool_, np.uint8, np.uint16):
+        counts = np.bincount(array.ravel().astype(np.int64) if array.dtype == np.bool_ else array.ravel())
+        values = np.flatnonzero(counts)
+        return False, values.astype(np.int64), counts[values].astype(np.int64)
+    values, counts = np.unique(array, return_counts=True)
+    return False, values.astype(np.int64), counts.astype(np.int64)
+
+
+def read_mask_value_counts(path: str | Path) -> tuple[bool, np.ndarray, np.ndarray]:
+    """:func:`mask_value_counts` of a mask file."""
+    path = Path(path)
+    _refuse_lossy(path)
+    return mask_value_counts(_open_fully(path), str(path))
 
 
 def as_rgb(image, *, source: str = "image array") -> np.ndarray:

@@ -6,6 +6,8 @@ some indices without losing it, which ``torch.utils.data.Subset`` would.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +35,19 @@ class DatasetMeta:
 
 
 class SegSubset(Dataset):
-    """``dataset`` restricted to ``indices``, with the dataset's metadata and sample names."""
+    """``dataset`` restricted to ``indices``, with the dataset's metadata and sample names.
+
+    What it forwards it cannot get wrong: the metadata every sample shares
+    (``SHARED_ATTRIBUTES``), and the dataset's per-sample methods (public, first parameter
+    ``index``: ``sample_name``, ``image_path``, ``load``, Cityscapes' ``label_path``...) with the
+    subset's index mapped to the dataset's. Anything else (``bad_samples``, ``check_files``...)
+    speaks in dataset indices and is not forwarded. An item's ``"index"`` is the sample's index
+    in ``dataset`` (the one it was read as).
+    """
+
+    # Read from the dataset as they are: the same for every sample.
+    SHARED_ATTRIBUTES = frozenset({"class_names", "num_classes", "palette", "ignore_index", "transform", "split",
+                                   "on_bad_data"})
 
     def __init__(self, dataset, indices: Sequence[int]) -> None:
         self.dataset = dataset
@@ -47,13 +61,29 @@ class SegSubset(Dataset):
         return self.dataset[self.indices[index]]
 
     def __getattr__(self, name: str):
-        # class_names, num_classes, palette, ignore_index, transform ... come from the dataset
-        if name in ("dataset", "indices", "meta"):
+        if name in ("dataset", "indices", "meta"):  # not set yet (unpickling): no recursion
             raise AttributeError(name)
-        return getattr(self.dataset, name)
+        if name in self.SHARED_ATTRIBUTES:
+            return getattr(self.dataset, name)
+        if is_per_sample(type(self.dataset), name):
+            method = getattr(self.dataset, name)
+            return functools.wraps(method)(lambda index, *args, **kwargs: method(self.indices[index], *args, **kwargs))
+        raise AttributeError(f"{type(self).__name__} has no {name!r}: it forwards the shared metadata "
+                             f"({', '.join(sorted(self.SHARED_ATTRIBUTES))}) and the per-sample methods (with the "
+                             "index mapped) only; use .dataset with .indices[i] for anything else")
 
-    def sample_name(self, index: int) -> str:
-        return self.dataset.sample_name(self.indices[index])
+    def __setattr__(self, name: str, value) -> None:
+        if name in self.SHARED_ATTRIBUTES:  # a copy here would be ignored: items come from the dataset
+            raise AttributeError(f"{type(self).__name__}.{name} is its dataset's; set it on .dataset")
+        super().__setattr__(name, value)
+
+
+def is_per_sample(cls: type, name: str) -> bool:
+    """Whether ``cls.name`` is a public method whose first parameter is a sample ``index``."""
+    function = getattr(cls, name, None)
+    if name.startswith("_") or not inspect.isfunction(function):
+        return False
+    return list(inspect.signature(function).parameters)[1:2] == ["index"]
 
 
 def subset(dataset, indices: Sequence[int]):

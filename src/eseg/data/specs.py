@@ -5,10 +5,17 @@
     {"type": "synthetic", "num_images": {"train": 2000, "val": 200}, "size": [256, 512], "seed": 0}
     {"type": "cityscapes", "root": "data/cityscapes", "label_format": "auto"}
     {"type": "ade20k", "root": "data/ADEChallengeData2016"}
-    {"type": "folder", "root": "data/mine", "ignore_index": 255}
+    {"type": "folder", "root": "data/mine", "ignore_index": 255, "val_fraction": 0.2}
+    {"type": "voc", "root": "data/VOCdevkit/VOC2012"}
+    {"type": "cvat", "root": "data/cvat_export"}            # CVAT "Segmentation mask 1.1"
+    {"type": "coco", "root": "data/coco", "unannotated": "background"}
+    {"type": "huggingface", "path": "data/hf_saved", "image_column": "image", "label_column": "label"}
 
-Every type also takes ``on_bad_data: error | skip``. ``DATASETS`` holds each type's class
-(imported only when built) and its spec keys, so specs are checked without importing torch.
+Every type takes ``on_bad_data: error | skip``; the file-based user formats also take the split
+keys (``splits``, ``val_fraction``, ``allow_train_val_overlap``: :mod:`eseg.data.splits`) and
+most the label keys (``label_map``, ``reduce_zero_label``: :mod:`eseg.data.labels`). The format
+rules are in docs/data.md. ``DATASETS`` holds each type's class (imported only when built) and
+its spec keys, so specs are checked without importing torch.
 """
 from __future__ import annotations
 
@@ -20,6 +27,10 @@ from ..errors import ConfigError
 from ..registry import Registry
 from ..schema import unknown_key_error
 
+SPLIT_KEYS = ("splits", "val_fraction", "allow_train_val_overlap")
+LABEL_KEYS = ("label_map", "reduce_zero_label")
+REQUIRED_WHAT = {"root": "the dataset folder", "path": "a save_to_disk folder, parquet files or a Hub dataset id"}
+
 DATASETS: Registry = Registry("dataset type")
 DATASETS.register("synthetic", "eseg.data.synthetic:SyntheticStreets", keys=("num_images", "size", "seed", "on_bad_data"),
                   required=(), palette="synthetic")
@@ -28,8 +39,20 @@ DATASETS.register("cityscapes", "eseg.data.cityscapes:CityscapesDataset", keys=(
 DATASETS.register("ade20k", "eseg.data.ade20k:ADE20KDataset", keys=("root", "on_bad_data"), required=("root",),
                   palette="ade20k")
 DATASETS.register("folder", "eseg.data.folder:FolderDataset",
-                  keys=("root", "classes", "ignore_index", "images_dir", "masks_dir", "mask_suffix", "on_bad_data"),
+                  keys=("root", "classes", "ignore_index", "images_dir", "masks_dir", "mask_suffix", "on_bad_data",
+                        *SPLIT_KEYS, *LABEL_KEYS),
                   required=("root",), palette=None)
+DATASETS.register("voc", "eseg.data.voc:VOCDataset", keys=("root", "classes", "on_bad_data", *SPLIT_KEYS, *LABEL_KEYS),
+                  required=("root",), palette="voc")
+DATASETS.register("cvat", "eseg.data.voc:CVATDataset", keys=("root", "classes", "on_bad_data", *SPLIT_KEYS, *LABEL_KEYS),
+                  required=("root",), palette=None)
+DATASETS.register("coco", "eseg.data.coco:COCODataset",
+                  keys=("root", "annotations", "images_dir", "unannotated", "on_bad_data", *SPLIT_KEYS),
+                  required=("root",), palette=None)
+DATASETS.register("huggingface", "eseg.data.hf:HuggingFaceDataset",
+                  keys=("path", "image_column", "label_column", "classes", "ignore_index", "on_bad_data",
+                        *SPLIT_KEYS, *LABEL_KEYS),
+                  required=("path",), palette=None)
 
 SYNTHETIC_DEFAULT_IMAGES = {"train": 1000, "val": 100, "test": 100}
 SYNTHETIC_DEFAULT_SIZE = (256, 512)
@@ -48,8 +71,24 @@ def check_dataset_spec(spec: Any, where: str = "data.dataset") -> dict:
             raise unknown_key_error(str(key), ["type", *meta["keys"]], f"{where} (type {spec['type']!r})")
     for key in meta["required"]:
         if spec.get(key) in (None, ""):
-            raise ConfigError(f"{where}: dataset type {spec['type']!r} needs '{key}' (the dataset folder)")
+            raise ConfigError(f"{where}: dataset type {spec['type']!r} needs '{key}' ({REQUIRED_WHAT[key]})")
+    _check_common_values(spec, where)
     return dict(spec)
+
+
+def _check_common_values(spec: Mapping, where: str) -> None:
+    """The split and label keys' value types, so a config fails before anything is built (the
+    ranges that need the classes are checked when the dataset is built)."""
+    from .splits import check_fraction, list_files
+
+    check_fraction(spec.get("val_fraction"), where)
+    list_files(spec.get("splits"), Path("."), where)
+    for key in ("allow_train_val_overlap", "reduce_zero_label"):
+        if key in spec and not isinstance(spec[key], bool):
+            raise ConfigError(f"{where}.{key} must be true or false, got {spec[key]!r}")
+    if spec.get("label_map") is not None and not isinstance(spec["label_map"], Mapping):
+        raise ConfigError(f"{where}.label_map must map stored values to class ids, e.g. {{3: 1, 7: 2}}; "
+                          f"got {spec['label_map']!r}")
 
 
 def load_dataset_spec(path: str | Path) -> dict:
@@ -86,4 +125,4 @@ def build_dataset(spec: Mapping[str, Any], split: str, *, transform=None, where:
         if "size" in options:
             options["size"] = tuple(options["size"])
         return builder(split, transform=transform, **options)
-    return builder(options.pop("root"), split, transform=transform, **options)
+    return builder(split=split, transform=transform, **options)

@@ -34,12 +34,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..errors import ConfigError
 from ..fileio import write_png, write_text
 from ..palette import SYNTHETIC_CLASSES, get_palette
 from .base import SegDataset, Transform
+from .classes import classes_yaml_text
 from .specs import SYNTHETIC_DEFAULT_SIZE as DEFAULT_SIZE
 
 CLASSES = SYNTHETIC_CLASSES
@@ -305,6 +305,8 @@ class SyntheticStreets(SegDataset):
         self.num_images = int(num_images)
         self.size = (int(size[0]), int(size[1]))
         self.seed = int(seed)
+        self.scan_values = False  # generated: every label is a class by construction
+        self.split_source = f"generated stream {split!r} (seed {self.seed}): no image repeats across splits"
 
     def __len__(self) -> int:
         return self.num_images
@@ -324,9 +326,6 @@ class SyntheticStreets(SegDataset):
         return render_street(sample_rng(self.seed, self.split, index), self.size)
 
 
-def classes_yaml_text(names, colors) -> str:
-    doc = {"names": list(names), "colors": [[int(c) for c in color] for color in colors], "ignore_index": 255}
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 
 
 def write_folder_dataset(

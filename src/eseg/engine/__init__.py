@@ -1,2 +1,2 @@
-"""The training engine: the trainer and its hooks, checkpoints, DDP helpers, optimizers, losses
-and the evaluation API."""
+"""The training engine: the trainer and its hooks, checkpoints, DDP helpers, optimizers, the
+weight EMA, batch-norm statistics and losses (evaluation is :mod:`eseg.evaluation`)."""

@@ -71,3 +71,13 @@ def broadcast_from_main(value, info: DistInfo):
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def any_process(flag: bool, info: DistInfo) -> bool:
+    """True on every process when ``flag`` is true on any (a MAX all-reduce of one number; with
+    gloo on CPU about 0.5 ms a call)."""
+    if not info.distributed:
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int32, device=info.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -1,21 +1,38 @@
 """Trainer hooks (detectron2's pattern): each does one thing around the training loop.
 
 A hook has ``before_train``, ``before_step``, ``after_step``, ``after_train``, ``on_log(row)``
-(every metrics row the trainer logs) and ``close`` (always called, also after an error).
-:func:`default_hooks` builds the list ``eseg train`` uses, in this order: header, metrics file,
-TensorBoard, precise BN, evaluation (+ best checkpoint + pictures), last checkpoint,
-final report, MLflow.
+(every metrics row the trainer logs) and ``close`` (always called, also after an error). A hook
+is handed what it works with when it is built (e.g. the pictures refreshed after an evaluation
+get the metrics file); the trainer sets ``hook.trainer``. :func:`default_hooks` builds the list
+``eseg train`` uses and says where their order matters.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import fileio
 from ..config import save_config
 from ..errors import ConfigError, ESegError
+from ..paths import (
+    CONFUSION_MATRIX,
+    CURVES,
+    FINAL_METRICS,
+    METRICS_CSV,
+    METRICS_JSONL,
+    OVERLAYS,
+    PER_CLASS_IOU,
+    PREDICTIONS,
+    RUN_CONFIG,
+    TENSORBOARD,
+)
 
 
 class HookBase:
@@ -42,7 +59,7 @@ class RunHeader(HookBase):
         if not t.info.is_main:
             return
         t.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(t.cfg, t.run_dir / "config.yaml")
+        save_config(t.cfg, t.run_dir / RUN_CONFIG)
         for line in header_lines(t):
             print(line, flush=True)
 
@@ -51,7 +68,7 @@ def header_lines(trainer) -> list[str]:
     from ..flops import count_macs, count_params
 
     cfg, model = trainer.cfg, trainer.model
-    crop = tuple(cfg.data.crop_size or model.config.train_crop)
+    crop = cfg.train_crop()
     gmacs = count_macs(model, crop) / 1e9
     precision = ("fp16 autocast" if trainer.info.device.type == "cuda" else "bf16 autocast") if cfg.train.amp else "fp32"
     return [
@@ -59,6 +76,8 @@ def header_lines(trainer) -> list[str]:
         f"{count_params(model) / 1e6:.2f} M params, {gmacs:.2f} GMACs at the {crop[0]}x{crop[1]} train crop",
         f"  data     {cfg.data.dataset.get('type')}: {len(trainer.train_set)} train / {len(trainer.val_set)} val images, "
         f"{trainer.train_set.num_classes} classes",
+        f"  splits   train: {trainer.train_set.split_source}",
+        f"           val:   {trainer.val_set.split_source}",
         f"  device   {trainer.info.device} x {trainer.info.world_size} process(es), {precision}, "
         f"global batch {cfg.train.batch_size}, {cfg.train.steps} steps (from step {trainer.step})",
         f"  run      {trainer.run_dir}",
@@ -71,7 +90,7 @@ class MetricsFile(HookBase):
     of a killed run are dropped on resume, so the file matches the resumed run exactly."""
 
     def __init__(self, run_dir: Path, interval: int) -> None:
-        self.jsonl, self.csv, self.interval = run_dir / "metrics.jsonl", run_dir / "metrics.csv", interval
+        self.jsonl, self.csv, self.interval = run_dir / METRICS_JSONL, run_dir / METRICS_CSV, interval
         self._handle = None
         self._window: list[float] = []
         self._busy = 0.0  # seconds spent in training steps of the window (evaluation excluded)
@@ -108,14 +127,16 @@ class MetricsFile(HookBase):
             self._handle.flush()
 
     def write_csv(self) -> None:
+        """The rows as a table: one column per scalar key, in the order keys first appear."""
         if not self.trainer.info.is_main:
             return
         rows = self.rows()
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns and not isinstance(row[k], (dict, list))]
-        lines = [",".join(columns)] + [",".join("" if row.get(c) is None else str(row[c]) for c in columns) for row in rows]
-        fileio.write_text(self.csv, "\n".join(lines) + "\n")
+        columns = list(dict.fromkeys(k for row in rows for k, v in row.items() if not isinstance(v, (dict, list))))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, restval="", extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        fileio.write_text(self.csv, text.getvalue())
 
     def after_train(self) -> None:
         self.write_csv()
@@ -138,7 +159,7 @@ class TensorBoardLogger(HookBase):
     """Every logged row as TensorBoard scalars in ``run_dir/tb`` (rank 0)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.log_dir, self.writer = run_dir / "tb", None
+        self.log_dir, self.writer = run_dir / TENSORBOARD, None
 
     def before_train(self) -> None:
         if self.trainer.info.is_main:
@@ -189,7 +210,7 @@ class MLflowLogger(HookBase):
 
     def after_train(self) -> None:
         if self.active:
-            for name in ("final_metrics.json", "curves.png", "per_class_iou.png", "confusion_matrix.png"):
+            for name in (FINAL_METRICS, CURVES, PER_CLASS_IOU, CONFUSION_MATRIX):
                 path = self.trainer.run_dir / name
                 if path.is_file():
                     self.mlflow.log_artifact(str(path))
@@ -211,59 +232,75 @@ def _flatten(data: dict, prefix: str = "") -> dict:
 
 
 class PreciseBN(HookBase):
-    """Before every evaluation (and so before the final checkpoint), recompute the evaluated
-    model's BN statistics over ``num_batches`` training batches drawn with their own seed, so
-    the training order and its random streams are untouched (resume stays exact)."""
+    """Before every evaluation (and so before the final checkpoint), precise BN of the evaluated
+    model over ``num_batches`` training batches of their own seed (:func:`eseg.engine.bn.precise_bn`)."""
 
     def __init__(self, num_batches: int) -> None:
         self.num_batches = num_batches
 
     def after_step(self) -> None:
-        t = self.trainer
-        if not t.eval_due():
-            return
-        from .bn import recompute_bn_statistics
+        if self.trainer.eval_due():
+            from .bn import precise_bn
 
-        loader = t.train_loader(start_step=t.step, seed=t.cfg.train.seed + 1_000_003)
-        batches = iter(loader)
-        recompute_bn_statistics(t.eval_model, (next(batches) for _ in range(self.num_batches)), t.info.device)
-        del batches, loader
+            precise_bn(self.trainer, self.num_batches)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One validation during training: its step, its metrics, and whether it beat the best so far."""
+
+    step: int
+    metrics: dict
+    improved: bool
 
 
 class Evaluation(HookBase):
-    """Validates at every ``eval.interval`` and at the last step: logs the metrics, keeps the
-    best, saves ``checkpoints/best`` when it improves, and refreshes the curves and panels."""
+    """Validates at every ``eval.interval`` and at the last step: panels of the first
+    ``eval.num_overlays`` images under ``overlays/step_NNNNNN``, the metrics logged and printed,
+    the best kept; then hands the :class:`EvalResult` to each of ``then``, in that order."""
+
+    def __init__(self, then: Sequence[Callable[[Any, EvalResult], None]] = ()) -> None:
+        self.then = list(then)
 
     def after_step(self) -> None:
         t = self.trainer
         if not t.eval_due():
             return
         t.sync_buffers()
-        panels = t.run_dir / "overlays" / f"step_{t.step:06d}"
-        metrics = t.evaluate(panels=panels)
+        metrics = t.evaluate(panels=t.run_dir / OVERLAYS / f"step_{t.step:06d}")
         t.metrics = metrics
         improved = metrics["mIoU"] > t.best_metric
         if improved:
             t.best_metric, t.best_step, t.best_metrics = metrics["mIoU"], t.step, metrics
         row = {"step": t.step, **{f"val/{k}": metrics[k] for k in ("mIoU", "aAcc", "mAcc", "fwIoU")}}
         t.log({**row, "val/best_mIoU": t.best_metric})
-        if t.info.is_main:
-            self._pictures()
-        if improved:
-            t.save_best(metrics)
-        from .bn import set_train_mode
-
-        set_train_mode(t.net, t.cfg.train.freeze_bn)
+        result = EvalResult(t.step, metrics, improved)
+        for action in self.then:
+            action(t, result)
         t.print(f"step {t.step}: val mIoU {metrics['mIoU']:.4f} (best {t.best_metric:.4f} at step {t.best_step})")
 
-    def _pictures(self) -> None:
+
+class BestCheckpoint:
+    """After an evaluation that improved: ``checkpoints/best`` (for :class:`Evaluation`'s ``then``)."""
+
+    def __call__(self, trainer, result: EvalResult) -> None:
+        if result.improved:
+            trainer.save_best(result.metrics)
+
+
+class ProgressPictures:
+    """After every evaluation: the metrics file's CSV copy and the curves (rank 0; for
+    :class:`Evaluation`'s ``then``)."""
+
+    def __init__(self, metrics_file: MetricsFile, curves: Path) -> None:
+        self.metrics_file, self.curves = metrics_file, curves
+
+    def __call__(self, trainer, result: EvalResult) -> None:
         from ..viz import plot_curves
 
-        t = self.trainer
-        for hook in t.hooks:
-            if isinstance(hook, MetricsFile):
-                hook.write_csv()
-                plot_curves(hook.jsonl, t.run_dir / "curves.png", lr_per_step=lr_per_step(t))
+        if trainer.info.is_main:
+            self.metrics_file.write_csv()
+            plot_curves(self.metrics_file.jsonl, self.curves, lr_per_step=lr_per_step(trainer))
 
 
 def lr_per_step(trainer) -> list[float]:
@@ -302,10 +339,10 @@ class FinalReport(HookBase):
 
     def _best_model(self):
         from ..models.base import load_model
-        from ..paths import find_checkpoint
+        from ..paths import best_checkpoint
 
         t = self.trainer
-        best_dir = find_checkpoint(t.checkpoint_dir / "best")
+        best_dir = best_checkpoint(t.run_dir)
         if best_dir is None:  # no evaluation ever gave a number (e.g. no labelled val pixel)
             raise ESegError(f"no best checkpoint in {t.checkpoint_dir}: validation never produced an mIoU; check "
                             f"data.val_split / data.val_dataset (the last weights are in {t.checkpoint_dir / 'last'})")
@@ -313,29 +350,38 @@ class FinalReport(HookBase):
 
     def _write(self, best, metrics: dict) -> None:
         from ..data.meta import subset
+        from ..evaluation import inference_on_dataset, write_report
         from ..inference.segmenter import Segmenter
-        from ..viz import plot_confusion_matrix, plot_per_class_iou
-        from .evaluation import inference_on_dataset
 
         t = self.trainer
-        fileio.write_json(t.run_dir / "final_metrics.json", metrics)
-        plot_per_class_iou(metrics["per_class"], t.run_dir / "per_class_iou.png",
-                           title=f"val per-class IoU (best, step {t.best_step})")
-        plot_confusion_matrix(metrics["confusion_matrix"], list(t.val_set.class_names), t.run_dir / "confusion_matrix.png")
+        write_report(metrics, t.run_dir, results_file=FINAL_METRICS,
+                     title=f"val per-class IoU (best, step {t.best_step})")
         count = min(t.cfg.eval.num_predictions, len(t.val_set))
         if count:
-            writer = t.panel_writer(t.run_dir / "predictions", count, color_masks=True)
+            writer = t.panel_writer(t.run_dir / PREDICTIONS, count, color_masks=True)
             inference_on_dataset(Segmenter(best, device=t.info.device), subset(t.val_set, range(count)), [writer])
 
 
 def default_hooks(trainer) -> list[HookBase]:
-    cfg = trainer.cfg
-    hooks: list[HookBase] = [RunHeader(), MetricsFile(trainer.run_dir, cfg.train.log_interval)]
+    """The hooks of ``eseg train``, in the order they run. Where one reads what another did in
+    the same step, the order is the rule:
+
+    - MetricsFile before Evaluation: a step's training row precedes its val row in metrics.jsonl;
+    - PreciseBN before Evaluation: the evaluation and the best checkpoint use the recomputed statistics;
+    - Evaluation before PeriodicCheckpoint: checkpoints/last holds this step's statistics and best
+      metric, so a resumed run continues exactly;
+    - after each evaluation, in this order: checkpoints/best, then the CSV copy and the curves;
+    - MLflowLogger last: its artifacts are FinalReport's files.
+    """
+    cfg, run_dir = trainer.cfg, trainer.run_dir
+    metrics_file = MetricsFile(run_dir, cfg.train.log_interval)
+    hooks: list[HookBase] = [RunHeader(), metrics_file]
     if cfg.run.tensorboard:
-        hooks.append(TensorBoardLogger(trainer.run_dir))
+        hooks.append(TensorBoardLogger(run_dir))
     if cfg.train.precise_bn_batches:
         hooks.append(PreciseBN(cfg.train.precise_bn_batches))
-    hooks += [Evaluation(), PeriodicCheckpoint(), FinalReport()]
-    if cfg.run.mlflow:  # last: its artifacts are the final report's files
-        hooks.append(MLflowLogger(cfg.run.mlflow, trainer.run_dir.name))
+    evaluation = Evaluation(then=[BestCheckpoint(), ProgressPictures(metrics_file, run_dir / CURVES)])
+    hooks += [evaluation, PeriodicCheckpoint(), FinalReport()]
+    if cfg.run.mlflow:
+        hooks.append(MLflowLogger(cfg.run.mlflow, run_dir.name))
     return hooks

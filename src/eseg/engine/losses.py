@@ -1,28 +1,16 @@
-"""Segmentation losses and the ``train.loss`` spec that combines them.
+"""Segmentation losses, built from a ``train.loss`` spec.
 
-A spec is one mapping or a list of mappings, each with a ``type`` and the keys that
-:data:`LOSS_TYPES` allows for it (defaults fill the rest)::
-
-    train:
-      loss:
-        - {type: cross_entropy, weight: 1.0, class_weights: null, label_smoothing: 0.0,
-           ohem: false, ohem_thresh: 0.7, ohem_min_kept: 100000}
-        - {type: dice, weight: 0.5}
-        - {type: focal, weight: 1.0, gamma: 2.0}
-        - {type: lovasz, weight: 1.0}
-
-:func:`validate_loss_spec` checks keys, types and ranges without knowing the dataset (call it at
-config-load time); :func:`build_loss` also checks ``class_weights`` against ``num_classes`` and
-returns a :class:`CombinedLoss`: the weighted sum, with the unweighted terms kept in
-``last_terms`` for logging. Dice, Focal and Lovasz come from segmentation_models_pytorch,
-imported only when a spec asks for one of them. Every loss runs in float32, autocast or not.
+The spec (one mapping or a list, each with a ``type`` and its options) is described and checked,
+torch-free, in :mod:`eseg.loss_spec`. :func:`build_loss` checks it again, also checks
+``class_weights`` against ``num_classes``, and returns a :class:`CombinedLoss`: the weighted sum,
+with the unweighted terms kept in ``last_terms`` for logging. Dice, Focal and Lovasz come from
+segmentation_models_pytorch, imported only when a spec asks for one of them. Every loss runs in
+float32, autocast or not.
 """
 from __future__ import annotations
 
-import copy
-import difflib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -30,131 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..loss_spec import LOSS_TYPES, term_name, validate_loss_spec
 
-# --------------------------------------------------------------------------- spec checking
-
-
-def _is_number(value: Any) -> bool:
-    # bool is an int subclass; `weight: true` in YAML is a mistake, not 1.0
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number(lo: float, hi: float = math.inf, *, lo_open: bool = False, hi_open: bool = False,
-            text: str = "") -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not _is_number(value):
-            return f"must be a finite number {text}, got {value!r}"
-        if value < lo or (lo_open and value == lo) or value > hi or (hi_open and value == hi):
-            return f"must be {text}, got {value!r}"
-        return None
-    return check
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-
-
-def _positive_int(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    return None if ok else f"must be an integer >= 1, got {value!r}"
-
-
-def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    return lambda value: None if value is None else check(value)
-
-
-def _class_weights(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)) or not value:
-        return f"must be null or a non-empty list with one number >= 0 per class, got {value!r}"
-    for i, w in enumerate(value):
-        if not _is_number(w) or w < 0:
-            return f"[{i}]: must be a finite number >= 0, got {w!r}"  # path suffix, see _check_entry
-    if not any(value):
-        return "are all 0, so no pixel would count; give at least one positive weight"
-    return None
-
-
-_WEIGHT = (1.0, _number(0.0, text=">= 0"))
-
-# The one table of loss types: key -> (default, checker returning an error text or None).
-LOSS_TYPES: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
-    "cross_entropy": {
-        "weight": _WEIGHT,
-        "class_weights": (None, _class_weights),  # one per class; torch's weighted-mean rule
-        "label_smoothing": (0.0, _number(0.0, 1.0, hi_open=True, text="in [0, 1)")),
-        "ohem": (False, _boolean),  # online hard example mining over pixels
-        "ohem_thresh": (0.7, _number(0.0, 1.0, lo_open=True, text="in (0, 1]")),
-        "ohem_min_kept": (100000, _positive_int),
-    },
-    "dice": {
-        "weight": _WEIGHT,
-        "smooth": (0.0, _number(0.0, text=">= 0")),  # smp: (I + smooth) / ((|P| + |T|) / 2 + smooth)
-    },
-    "focal": {
-        "weight": _WEIGHT,
-        "gamma": (2.0, _number(0.0, text=">= 0")),
-        "alpha": (None, _optional(_number(0.0, 1.0, text="in [0, 1]"))),
-    },
-    "lovasz": {
-        "weight": _WEIGHT,
-    },
-}
-
-# Names of the terms in CombinedLoss.last_terms (log keys loss/<name>).
-TERM_NAMES = {"cross_entropy": "ce", "dice": "dice", "focal": "focal", "lovasz": "lovasz"}
-
-
-def _hint(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f"did you mean '{close[0]}'? " if close else ""
-
-
-def _check_entry(entry: Any, where: str) -> dict[str, Any]:
-    """One loss mapping with its defaults filled in, or a ConfigError naming the key."""
-    types = list(LOSS_TYPES)
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with a 'type' key (one of {', '.join(types)}), "
-                          f"got {entry!r}")
-    if "type" not in entry:
-        raise ConfigError(f"{where}: missing 'type'; one of {', '.join(types)}")
-    kind = entry["type"]
-    if not isinstance(kind, str) or kind not in LOSS_TYPES:
-        raise ConfigError(f"{where}.type: unknown loss type {kind!r}; {_hint(str(kind), types)}"
-                          f"valid types: {', '.join(types)}")
-    table = LOSS_TYPES[kind]
-    valid = ["type", *table]
-    for key in entry:
-        if key not in valid:
-            raise ConfigError(f"{where}.{key}: unknown key for type '{kind}'; {_hint(str(key), valid)}"
-                              f"valid keys: {', '.join(valid)}")
-    out: dict[str, Any] = {"type": kind}
-    for key, (default, check) in table.items():
-        value = entry.get(key, default)
-        problem = check(value)
-        if problem is not None:
-            sep = "" if problem.startswith("[") else ": "  # "[i]: ..." names a list element
-            raise ConfigError(f"{where}.{key}{sep}{problem}")
-        out[key] = copy.deepcopy(value)
-    return out
-
-
-def validate_loss_spec(spec: Any, where: str = "train.loss") -> list[dict[str, Any]]:
-    """Check a loss spec's keys, types and ranges (no dataset needed) and return it as a list of
-    mappings with every default filled in. Raises ConfigError naming the offending key path."""
-    if isinstance(spec, Mapping):
-        entries = [_check_entry(spec, where)]
-    elif isinstance(spec, (list, tuple)):
-        if not spec:
-            raise ConfigError(f"{where}: empty list; give at least one loss, e.g. [{{type: cross_entropy}}]")
-        entries = [_check_entry(entry, f"{where}[{i}]") for i, entry in enumerate(spec)]
-    else:
-        raise ConfigError(f"{where}: expected a mapping or a list of mappings with a 'type' key, got {spec!r}")
-    if not any(entry["weight"] > 0 for entry in entries):
-        raise ConfigError(f"{where}: every loss weight is 0, so nothing would be trained; make one > 0")
-    return entries
-
+__all__ = ["LOSS_TYPES", "CombinedLoss", "SegmentationLoss", "build_loss", "validate_loss_spec"]
 
 # --------------------------------------------------------------------------- losses
 
@@ -310,7 +176,7 @@ def build_loss(spec: Any, *, num_classes: int, ignore_index: int, where: str = "
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
         path = where if single else f"{where}[{i}]"
-        base = TERM_NAMES[entry["type"]]
+        base = term_name(entry["type"])
         seen[base] = seen.get(base, 0) + 1
         name = base if seen[base] == 1 else f"{base}_{seen[base]}"
         terms.append((name, entry["weight"], _build_term(entry, path, num_classes, ignore_index)))

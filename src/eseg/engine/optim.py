@@ -1,7 +1,6 @@
-"""Optimizers, learning-rate schedules and the weight EMA."""
+"""Optimizers and learning-rate schedules (the weight EMA is :mod:`eseg.engine.ema`)."""
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -64,41 +63,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg) -> torch.optim.
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, **settings))
 
 
-class ModelEMA:
-    """Exponential moving average of a model's parameters and buffers (as timm's ModelEmaV3).
+def __getattr__(name: str):
+    if name == "ModelEMA":  # moved to eseg.engine.ema; this path works for one release
+        import warnings
 
-    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so early
-    random weights fade quickly. Integer buffers (BN's num_batches_tracked) are copied.
-    """
+        from .ema import ModelEMA
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.updates = 0
-        self.module = copy.deepcopy(model).eval()
-        for param in self.module.parameters():
-            param.requires_grad_(False)
-
-    def _pairs(self, model: nn.Module):
-        ema_state = self.module.state_dict()
-        for name, value in model.state_dict().items():
-            yield ema_state[name], value
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        floats_ema, floats_model = [], []
-        for ema_value, value in self._pairs(model):
-            if ema_value.is_floating_point():
-                floats_ema.append(ema_value)
-                floats_model.append(value)
-            else:
-                ema_value.copy_(value)
-        torch._foreach_lerp_(floats_ema, floats_model, 1.0 - decay)
-
-    def state_dict(self) -> dict:
-        return {"updates": self.updates, "decay": self.decay, "module": self.module.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.updates = int(state["updates"])
-        self.module.load_state_dict(state["module"])
+        warnings.warn("eseg.engine.optim.ModelEMA has moved to eseg.engine.ema.ModelEMA", DeprecationWarning,
+                      stacklevel=2)
+        return ModelEMA
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,45 +1,10 @@
-"""What ``eseg val`` prints and writes: the per-class table, results.json and the charts."""
-from __future__ import annotations
+"""Deprecated home of ``eseg val``'s reports, now :mod:`eseg.evaluation.reports`; this path keeps
+working for one release and warns when imported."""
+import warnings
 
-import math
-from pathlib import Path
+from ..evaluation.reports import RESULTS_FILE, format_table, write_report  # noqa: F401  (re-exported)
+from ..paths import CONFUSION_MATRIX as CONFUSION_FILE  # noqa: F401
+from ..paths import PER_CLASS_IOU as IOU_CHART_FILE  # noqa: F401
 
-from .. import fileio
-
-RESULTS_FILE = "results.json"
-IOU_CHART_FILE = "per_class_iou.png"
-CONFUSION_FILE = "confusion_matrix.png"
-
-
-def format_table(metrics: dict) -> str:
-    """Per-class IoU / Acc / Dice table and the summary line."""
-    names = list(metrics["per_class"])
-    width = max([len(n) for n in names] + [5])
-    lines = [f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}  {'Dice':>6}  {'pixels':>12}", "-" * (width + 38)]
-
-    def pct(value: float) -> str:
-        return "   n/a" if math.isnan(value) else f"{100 * value:6.2f}"
-
-    for name in names:
-        row = metrics["per_class"][name]
-        lines.append(f"{name:<{width}}  {pct(row['IoU'])}  {pct(row['Acc'])}  {pct(row['Dice'])}  {row['pixels']:>12d}")
-    lines.append("-" * (width + 38))
-    lines.append(
-        f"mIoU {pct(metrics['mIoU']).strip()}  aAcc {pct(metrics['aAcc']).strip()}  mAcc {pct(metrics['mAcc']).strip()}  "
-        f"fwIoU {pct(metrics['fwIoU']).strip()}  mDice {pct(metrics['mDice']).strip()}  "
-        f"({metrics['num_images']} images, {metrics.get('images_per_s')} img/s, mode {metrics['mode']})"
-    )
-    lines.append("n/a: class absent from both ground truth and prediction; excluded from the means")
-    return "\n".join(lines)
-
-
-def write_report(metrics: dict, out_dir: str | Path, *, extra: dict | None = None) -> dict[str, Path]:
-    """results.json (NaN written as null), the per-class IoU chart and the confusion matrix."""
-    from ..viz import plot_confusion_matrix, plot_per_class_iou
-
-    out_dir = Path(out_dir)
-    paths = {"results": out_dir / RESULTS_FILE, "iou_chart": out_dir / IOU_CHART_FILE, "confusion": out_dir / CONFUSION_FILE}
-    fileio.write_json(paths["results"], {**(extra or {}), **metrics})
-    plot_per_class_iou(metrics["per_class"], paths["iou_chart"], title=f"per-class IoU (mIoU {100 * metrics['mIoU']:.2f})")
-    plot_confusion_matrix(metrics["confusion_matrix"], list(metrics["per_class"]), paths["confusion"])
-    return paths
+warnings.warn("eseg.engine.reports has moved to eseg.evaluation.reports; import from there (the old path goes in "
+              "the next release)", DeprecationWarning, stacklevel=2)

@@ -30,14 +30,16 @@ from torch.utils.data import DataLoader
 
 from ..config import ExperimentConfig
 from ..errors import CheckpointError, ConfigError, ESegError
-from ..paths import WEIGHTS_FILE
+from ..evaluation import PanelWriter, evaluate_model
+from ..models.norm import set_bn_momentum
+from ..paths import CHECKPOINTS, WEIGHTS_FILE
 from . import checkpoint as ckpt
 from . import distributed
-from .bad_data import BadDataReport
-from .bn import set_bn_momentum, set_train_mode, sync_bn_buffers
-from .evaluation import PanelWriter, SemSegEvaluator, inference_on_dataset
+from .bad_data import BadDataReport, collate_batch
+from .bn import sync_bn_buffers
+from .ema import ModelEMA
 from .losses import build_loss
-from .optim import ModelEMA, build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler
 from .sampling import ResumableBatchSampler, SeededSamples
 
 
@@ -65,17 +67,19 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
-def build_datasets(cfg: ExperimentConfig, mean, std, default_crop) -> tuple:
-    """Train and val datasets with their transforms (the crop defaults to the model's)."""
+def build_datasets(cfg: ExperimentConfig, mean, std) -> tuple:
+    """Train and val datasets with their transforms (the crop: ``cfg.train_crop()``)."""
     from ..data.specs import build_dataset
+    from ..data.splits import check_disjoint
     from ..data.transforms import build_eval_transform, build_train_transform
 
     data = cfg.data
     train_set = build_dataset(data.dataset, data.train_split, where="data.dataset")
     val_set = build_dataset(data.val_dataset or data.dataset, data.val_split,
                             where="data.val_dataset" if data.val_dataset else "data.dataset")
+    check_disjoint(train_set, val_set)
     train_set.transform = build_train_transform(
-        crop_size=tuple(data.crop_size or default_crop), scale_range=tuple(data.scale_range), hflip=data.hflip,
+        crop_size=cfg.train_crop(), scale_range=tuple(data.scale_range), hflip=data.hflip,
         color_jitter=data.color_jitter or None, mean=mean, std=std, ignore_index=train_set.ignore_index)
     val_set.transform = build_eval_transform(mean=mean, std=std)
     if val_set.num_classes != train_set.num_classes:
@@ -99,7 +103,7 @@ class Trainer:
         self.batch_per_rank = cfg.train.batch_size // self.info.world_size
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         config = self.model_config()
-        self.train_set, self.val_set = build_datasets(cfg, config.mean, config.std, config.train_crop)
+        self.train_set, self.val_set = build_datasets(cfg, config.mean, config.std)
         self.bad_data = self.check_data()
         self.model = self.build_model()
         self.ema = ModelEMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
@@ -153,7 +157,7 @@ class Trainer:
                 raise ConfigError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); BN buffers "
                                   "are averaged over processes before each evaluation and checkpoint instead")
             model = debias_batchnorm(nn.SyncBatchNorm.convert_sync_batchnorm(model))
-        return model
+        return model.freeze_batchnorm(tcfg.freeze_bn)
 
     def check_data(self) -> BadDataReport:
         """Every file's header before the first step: broken files are named now, not mid-run."""
@@ -179,7 +183,8 @@ class Trainer:
             seed=cfg.train.seed if seed is None else seed, start_step=self.step if start_step is None else start_step)
         workers = cfg.data.num_workers
         return DataLoader(SeededSamples(self.train_set), batch_sampler=sampler, num_workers=workers,
-                          pin_memory=self.info.device.type == "cuda", persistent_workers=workers > 0)
+                          collate_fn=collate_batch, pin_memory=self.info.device.type == "cuda",
+                          persistent_workers=workers > 0)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -190,7 +195,7 @@ class Trainer:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.run_dir / CHECKPOINTS
 
     def train_state(self) -> dict:
         rng = [ckpt.capture_rng_state()]
@@ -199,7 +204,7 @@ class Trainer:
             torch.distributed.all_gather_object(rng, ckpt.capture_rng_state())
         return {"step": self.step, "best_metric": self.best_metric, "best_step": self.best_step,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
+                "scaler": self.scaler.state_dict(), "ema": self.ema.checkpoint_state() if self.ema is not None else None,
                 "rng": rng, "world_size": self.info.world_size}
 
     def sync_buffers(self) -> None:
@@ -240,7 +245,7 @@ class Trainer:
         if self.ema is not None:
             if state["ema"] is None:
                 raise ConfigError(f"train.ema_decay > 0 but '{found}' was trained without EMA; set train.ema_decay=0")
-            self.ema.load_state_dict(state["ema"])
+            self.ema.load_checkpoint_state(state["ema"])
         rng = state["rng"]
         ckpt.restore_rng_state(rng[self.info.rank] if len(rng) == self.info.world_size else rng[0])
         self.step, self.best_metric, self.best_step = int(state["step"]), float(state["best_metric"]), state["best_step"]
@@ -290,26 +295,22 @@ class Trainer:
         return loss_value, lr
 
     def evaluate(self, model: nn.Module | None = None, *, panels: Path | None = None) -> dict:
-        """Whole-image validation of ``model`` (default: the eval model). Each process evaluates
-        its shard; the confusion matrices are summed, so every rank gets the whole set's metrics."""
+        """Whole-image validation of ``model`` (default: the eval model), left as it was. Each
+        process evaluates its shard; the confusion matrices are summed, so every rank gets the
+        whole set's metrics. ``panels``: a folder for the first ``eval.num_overlays`` panels."""
         from ..data.meta import subset
-        from ..inference.segmenter import Segmenter
 
-        model = model or self.eval_model
         limit = self.cfg.eval.max_images
         count = len(self.val_set) if limit is None else min(limit, len(self.val_set))
         shard = subset(self.val_set, range(self.info.rank, count, self.info.world_size))
-        evaluators = [SemSegEvaluator.for_dataset(self.val_set, all_reduce=self.info.distributed)]
+        writers = []
         if panels is not None and self.info.is_main and self.cfg.eval.num_overlays:
-            evaluators.append(self.panel_writer(panels, self.cfg.eval.num_overlays))
-        was_training = model.training
-        try:
-            segmenter = Segmenter(model, device=self.info.device, batch_size=self.cfg.eval.batch_size)
-            results = inference_on_dataset(segmenter, shard, evaluators, batch_size=self.cfg.eval.batch_size)
-            self.bad_data.known("val", results.pop("skipped"))  # read in this process: the dataset warned
-            return results
-        finally:
-            model.train(was_training)
+            writers.append(self.panel_writer(panels, self.cfg.eval.num_overlays))
+        model = self.eval_model if model is None else model
+        results = evaluate_model(model, shard, batch_size=self.cfg.eval.batch_size, device=self.info.device,
+                                 all_reduce=self.info.distributed, evaluators=writers)
+        self.bad_data.known("val", results.pop("skipped"))  # read in this process: the dataset warned
+        return results
 
     def panel_writer(self, folder: Path, limit: int, *, color_masks: bool = False) -> PanelWriter:
         meta, config = self.val_set.meta, self.model.config
@@ -321,7 +322,7 @@ class Trainer:
         total = self.cfg.train.steps
         for hook in self.hooks:
             hook.before_train()
-        set_train_mode(self.net, self.cfg.train.freeze_bn)
+        self.net.train()  # BN stays frozen with train.freeze_bn: the model's train() keeps it so
         batches = iter(self.train_loader())
         try:
             while self.step < total:
@@ -343,7 +344,7 @@ class Trainer:
         """Training images/s over ``steps`` steps on one fixed batch (data loading excluded)."""
         import time
 
-        set_train_mode(self.net, self.cfg.train.freeze_bn)
+        self.net.train()
         batch = next(iter(self.train_loader()))
         for _ in range(warmup):
             self.train_step(batch)

@@ -17,7 +17,7 @@ from ..models.padding import pad_to_multiple
 def eval_data_spec(eval_data: str | None, model_path: Path, num_classes: int, size: tuple[int, int]) -> tuple[dict, str]:
     """(dataset spec, split) for calibration and the int8 mIoU check, with the class count checked."""
     from ..data.specs import load_dataset_spec
-    from ..engine.evaluation import recorded_validation_data
+    from ..evaluation import recorded_validation_data
     from ..palette import SYNTHETIC_CLASSES
 
     if eval_data == "synthetic":
@@ -62,6 +62,6 @@ def calibration_batches(dataset, size: tuple[int, int] | None, multiple: int) ->
 
 def compare_miou(runners: dict, dataset) -> dict[str, float]:
     """mIoU of each runner on ``dataset`` with the shared evaluation code."""
-    from ..engine.evaluation import evaluate_model
+    from ..evaluation import evaluate_model
 
     return {name: evaluate_model(runner, dataset)["mIoU"] for name, runner in runners.items()}

@@ -17,13 +17,12 @@ import torch
 
 from .. import fileio
 from ..errors import CheckpointError, ConfigError, ESegError
+from ..evaluation.context import inference_context
 from ..imports import require
-from ..models.padding import static_shapes
-from ..runtimes.info import ModelInfo
+from ..models.base import SegmentationModel
+from ..runtimes.info import META_INPUT_SIZE, ModelInfo
 from ..runtimes.onnxruntime import INPUT_NAME, OUTPUT_NAME
-
-OPSET = 17
-QUANT_MODES = ("dynamic", "static")
+from .formats import OPSET, QUANT_MODES
 
 
 def require_onnx():
@@ -33,8 +32,8 @@ def require_onnx():
 
 def export_metadata(model: torch.nn.Module, fixed_size: tuple[int, int] | None) -> dict[str, str]:
     """eseg's metadata for an exported graph; a benchmark peer (no eseg config) gets only its size."""
-    if not hasattr(model, "input_stride"):
-        return {"eseg_input_size": "dynamic" if fixed_size is None else f"{fixed_size[0]}x{fixed_size[1]}"}
+    if not isinstance(model, SegmentationModel):
+        return {META_INPUT_SIZE: "dynamic" if fixed_size is None else f"{fixed_size[0]}x{fixed_size[1]}"}
     return ModelInfo(model.config, model.input_stride, fixed_size).to_metadata()
 
 
@@ -53,15 +52,17 @@ def export_onnx(
     """
     onnx = require_onnx()
     path = Path(path)
-    model = model.eval()
     dummy = torch.randn(1, 3, *size)
+    # a fixed-size eseg graph is traced with static_shapes: constant sizes, no zero pad or identity
+    # crop (models.padding); a peer's forward takes only the images
+    inputs = (dummy, True) if isinstance(model, SegmentationModel) and not dynamic else (dummy,)
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
     with fileio.atomic_path(path) as tmp, warnings.catch_warnings():
         # the tracer warns about every shape-to-int conversion; parity is checked explicitly instead
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        with torch.no_grad(), static_shapes(not dynamic):
+        with torch.no_grad(), inference_context(model):  # eval mode while traced, the caller's mode after
             torch.onnx.export(
-                model, (dummy,), str(tmp), dynamo=False, opset_version=opset, do_constant_folding=True,
+                model, inputs, str(tmp), dynamo=False, opset_version=opset, do_constant_folding=True,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
             )

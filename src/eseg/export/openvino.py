@@ -14,12 +14,12 @@ from typing import Any
 from ..errors import ConfigError
 from ..runtimes.openvino import (
     META_PRECISION,
-    PRECISIONS,
     RT_NAMESPACE,
     compile_openvino,
     openvino_core,
     require_openvino,
 )
+from .formats import OPENVINO_PRECISIONS
 
 __all__ = ["save_openvino", "compile_openvino", "openvino_core", "quantized_op_count"]
 
@@ -33,8 +33,8 @@ def save_openvino(onnx_path: str | Path, xml_path: str | Path, *, precision: str
     """
     from .onnx import read_metadata
 
-    if precision not in PRECISIONS:
-        raise ConfigError(f"OpenVINO precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if precision not in OPENVINO_PRECISIONS:
+        raise ConfigError(f"OpenVINO precision '{precision}' is not one of {', '.join(OPENVINO_PRECISIONS)}")
     ov = require_openvino()
     xml_path = Path(xml_path)
     if xml_path.suffix != ".xml":

@@ -47,6 +47,7 @@ def builtin_palette(name: str, num_classes: int) -> tuple[np.ndarray, list[str]]
 
 def classes_info(path: Path) -> dict | str:
     """A classes file's {'names', 'colors'}, or the built-in palette name a dataset spec implies."""
+    from ..data.classes import resolve_classes
     from ..data.folder import find_classes_file, load_classes_file
     from ..data.specs import DATASETS, load_dataset_spec
 
@@ -60,9 +61,8 @@ def classes_info(path: Path) -> dict | str:
     builtin = DATASETS.metadata(spec["type"])["palette"]
     if builtin:
         return builtin
-    if spec.get("classes"):
-        return load_classes_file(spec["classes"])
-    return load_classes_file(find_classes_file(Path(spec["root"])))
+    root = Path(spec["root"]) if spec.get("root") else None  # classes: a file or a list of names
+    return resolve_classes(spec.get("classes"), root, f"--palette '{path}': classes")
 
 
 def _peek(path: Path) -> dict:

@@ -210,10 +210,9 @@ class Segmenter:
 
 
 def _as_runner(model, device, amp: bool) -> Runner:
+    """A runner for ``model``; a caller's runner is used as it is, or through an amp copy of it."""
     if isinstance(model, torch.nn.Module):
         return TorchRunner(model, device=device, amp=amp)
-    if amp:
-        if not isinstance(model, TorchRunner):
-            raise ConfigError(f"amp applies to the torch backend only, not to {type(model).__name__}")
-        model.amp = True
-    return model
+    if amp and not isinstance(model, TorchRunner):
+        raise ConfigError(f"amp applies to the torch backend only, not to {type(model).__name__}")
+    return model.with_amp(True) if amp and not model.amp else model

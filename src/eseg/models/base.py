@@ -29,6 +29,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..paths import CONFIG_FILE, WEIGHTS_FILE, looks_like_repo_id
 from .config import ModelConfig, resolve_normalization
 from .layers import resize_like
+from .norm import batchnorm_layers
 from .padding import pad_to_multiple, shape_ops_needed
 
 CARD_FILE = "README.md"
@@ -59,8 +60,9 @@ class SegmentationModel(nn.Module, ModelHubMixin, abc.ABC, library_name="eseg", 
         """Inputs are padded to a multiple of this."""
 
     @abc.abstractmethod
-    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a padded input, at any stride that divides ``input_stride``."""
+    def forward_logits(self, x: torch.Tensor, static_shapes: bool = False) -> torch.Tensor:
+        """Logits of a padded input, at any stride that divides ``input_stride``; ``static_shapes``
+        goes on to every resize (:mod:`eseg.models.padding`)."""
 
     # -- shared ----------------------------------------------------------------------------------
 
@@ -68,15 +70,33 @@ class SegmentationModel(nn.Module, ModelHubMixin, abc.ABC, library_name="eseg", 
     def num_classes(self) -> int:
         return self.config.num_classes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalized images -> (B, num_classes, H, W) logits, for any H and W."""
+    batchnorm_frozen: bool = False  # see freeze_batchnorm
+
+    def freeze_batchnorm(self, frozen: bool = True) -> "SegmentationModel":
+        """Keep every BN layer on its running statistics (eval mode) also while the model trains
+        (``train.freeze_bn``); returns the model. Its own :meth:`train` honours this, as smp's
+        models keep a frozen encoder frozen, so no later ``train()`` undoes it."""
+        self.batchnorm_frozen = frozen
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "SegmentationModel":
+        """``nn.Module.train``, with the BN layers left in eval mode while frozen."""
+        super().train(mode)
+        if mode and self.batchnorm_frozen:
+            for _, layer in batchnorm_layers(self):
+                layer.eval()
+        return self
+
+    def forward(self, x: torch.Tensor, static_shapes: bool = False) -> torch.Tensor:
+        """(B, 3, H, W) normalized images -> (B, num_classes, H, W) logits, for any H and W.
+        ``static_shapes``: export traces a fixed-size graph (see :mod:`eseg.models.padding`)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise DataError(f"{type(self).__name__} expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
         height, width = x.shape[-2], x.shape[-1]
-        padded = pad_to_multiple(x, self.input_stride)
-        logits = self.forward_logits(padded)
-        logits = resize_like(logits, padded)
-        if padded is x and not shape_ops_needed():
+        padded = pad_to_multiple(x, self.input_stride, static_shapes=static_shapes)
+        logits = self.forward_logits(padded, static_shapes)
+        logits = resize_like(logits, padded, static_shapes=static_shapes)
+        if padded is x and not shape_ops_needed(static_shapes):
             return logits
         return logits[..., :height, :width]
 

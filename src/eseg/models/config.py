@@ -46,8 +46,7 @@ class ModelConfig:
             raise ConfigError(f"{where}: {len(self.class_names)} class_names given for num_classes={self.num_classes}")
         if self.palette is not None and len(self.palette) != self.num_classes:
             raise ConfigError(f"{where}: {len(self.palette)} palette colours given for num_classes={self.num_classes}")
-        if 0 <= self.ignore_index < self.num_classes:
-            raise ConfigError(f"{where}.ignore_index={self.ignore_index} collides with a class id 0..{self.num_classes - 1}")
+        check_ignore_index(self.ignore_index, self.num_classes, f"{where}.ignore_index")
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, **schema.to_dict(self)}
@@ -56,6 +55,14 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any], *, source: str = "model") -> "ModelConfig":
         data = {k: v for k, v in data.items() if k != "arch"}
         return schema.from_mapping(cls, data, source)
+
+
+def check_ignore_index(ignore_index: int, num_classes: int, where: str = "ignore_index") -> None:
+    """The label value of unlabelled pixels must not be a class id (0..num_classes-1), for a
+    model's config and for a dataset alike."""
+    if 0 <= ignore_index < num_classes:
+        raise ConfigError(f"{where}={ignore_index} collides with a class id 0..{num_classes - 1}; "
+                          "give unlabelled pixels a value outside the classes (255 is usual)")
 
 
 def resolve_normalization(config: ModelConfig) -> None:

@@ -26,10 +26,12 @@ class BatchNorm2d(nn.BatchNorm2d):
         return super().forward(x)
 
 
-def resize_like(x: torch.Tensor, like: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+def resize_like(x: torch.Tensor, like: torch.Tensor, mode: str = "bilinear", *,
+                static_shapes: bool = False) -> torch.Tensor:
     """``x`` resized to exactly the H x W of ``like`` (odd sizes included): read from ``like``'s
-    shape in a dynamic graph, constants in a fixed-size one."""
-    return F.interpolate(x, size=spatial_size(like), mode=mode, align_corners=False if mode == "bilinear" else None)
+    shape in a dynamic graph, constants in a fixed-size one (``static_shapes``)."""
+    return F.interpolate(x, size=spatial_size(like, static_shapes), mode=mode,
+                         align_corners=False if mode == "bilinear" else None)
 
 
 def batch_norm(channels: int, *, eps: float = BN_EPS, momentum: float = BN_MOMENTUM) -> nn.BatchNorm2d:

@@ -1,4 +1,7 @@
-"""Bias-corrected BatchNorm running statistics (``debias_batchnorm``).
+"""Bias-corrected BatchNorm running statistics (``debias_batchnorm``), and the layer-level tools
+the rest of eseg uses on BN: :func:`batchnorm_layers`, :func:`set_bn_momentum`. Precise BN and the
+DDP averaging of the statistics are the trainer's (:mod:`eseg.engine.bn`); frozen BN is the
+model's own ``train()`` (:meth:`eseg.models.base.SegmentationModel.freeze_batchnorm`).
 
 Why. PyTorch's BN updates ``running = (1 - m) * running + m * batch_stat`` starting from
 ``running_mean = 0`` and ``running_var = 1``. After ``t`` updates the initial values still carry a
@@ -22,8 +25,8 @@ FPN at 150 steps), against 1.3 with ``HORIZON = 5`` (docs/models.md).
 How. A forward pre-hook sets ``module.momentum`` to the effective factor for the duration of one
 training-mode forward, and a forward hook puts the long-run value back, so outside a forward
 ``module.momentum`` always holds the long-run momentum: the trainer's ``train.bn_momentum``
-override, ``torch.optim.swa_utils.update_bn`` (momentum None) and :func:`set_bn_momentum` keep
-working unchanged. ``num_batches_tracked`` is in the state dict, so a resumed run continues the
+override, precise BN (:mod:`eseg.engine.bn`, momentum None, as ``torch.optim.swa_utils.update_bn``)
+and :func:`set_bn_momentum` keep working unchanged. ``num_batches_tracked`` is in the state dict, so a resumed run continues the
 schedule exactly. Eval mode, ONNX export, tracing and ``torch.compile`` of an eval model see hooks
 that return at once. The hooks are plain module-level functions, so ``copy.deepcopy`` (the weight
 EMA) and pickling keep them. The hook reads ``num_batches_tracked`` (a device sync on CUDA) only

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .. import fileio
 from ..errors import ConfigError
 from ..sizes import format_size
+from ..tables import markdown_table as _markdown
 from .registry import MODELS, get_config, list_models
 
 REFERENCE_SIZE = (1024, 2048)
@@ -61,9 +62,7 @@ def model_rows(names: list[str] | None = None, *, recount: bool = False) -> list
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(HEADERS.values()) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(str(row[k]) for k in HEADERS) + " |" for row in rows]
-    return "\n".join(lines)
+    return _markdown(list(HEADERS.values()), [[row[key] for key in HEADERS] for row in rows])
 
 
 def update_document(path, table: str) -> None:

@@ -105,7 +105,7 @@ def settings_of(plan: Plan, options: ClaimsOptions, experiments: dict, size: tup
     return {
         "preset": options.preset, "seeds": plan.budget.seeds, "overrides": plan.budget.overrides,
         "config_dir": str(options.config_dir), "out": str(options.out),
-        "steps": train.steps, "batch_size": train.batch_size, "crop_size": list(data.crop_size or size),
+        "steps": train.steps, "batch_size": train.batch_size, "crop_size": list(cfg.train_crop()),
         "optimizer": train.optimizer, "lr": train.lr, "schedule": train.schedule, "warmup_steps": train.warmup_steps,
         "image_size": list(size), "train_images": counts.get("train"), "val_images": first_run["val_images"],
         "bn_batches": train.precise_bn_batches, "latency_runs": plan.budget.latency_runs,

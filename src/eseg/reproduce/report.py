@@ -6,21 +6,17 @@ same page from the JSON alone.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import yaml
 
 from .. import fileio
-from .verdicts import with_role
+from ..tables import markdown_table
+from .verdicts import json_number, with_role
 
 JSON_FILE, MARKDOWN_FILE = "claims.json", "claims.md"
 PLOT_MAX_LEVEL, PLOT_LATENCY = "img/claims_miou_vs_max_level.png", "img/claims_miou_vs_latency.png"
 CITYSCAPES_SIZE = (1024, 2048)  # the dataset's native size, for the level ladder
-
-
-def _num(value: float | None) -> float:
-    return math.nan if value is None else value  # JSON holds NaN as null
 
 
 def _pct(value: float | None) -> str:
@@ -32,28 +28,29 @@ def _pm(summary: dict, key: str) -> str:
     return f"{_pct(summary[key + '_mean'])} ± {_pct(summary[key + '_std'])}"
 
 
+RESULTS_HEADERS = ("experiment", "mIoU, precise BN (%)", "mIoU, running BN (%)", "context mIoU (%)",
+                   "road↔sidewalk swaps (%)", "params (M)", "GMACs", "CPU latency (ms)", "train s/run")
+
+
 def results_table(doc: dict) -> str:
-    lines = ["| experiment | mIoU, precise BN (%) | mIoU, running BN (%) | context mIoU (%) | road↔sidewalk swaps (%) "
-             "| params (M) | GMACs | CPU latency (ms) | train s/run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for name, exp in doc["experiments"].items():
         s, c = exp["summary"], exp["costs"]
-        lines.append(f"| {exp['label']} (`{name}`) | {_pm(s, 'mIoU')} | {_pm(s, 'running_bn_mIoU')} | "
-                     f"{_pm(s, 'context_mIoU')} | {_pm(s, 'context_swap_rate')} | {c['params_M']:.2f} | "
-                     f"{c['GMACs']:.3f} | {c['latency_ms']:.1f} | {s['train_seconds_mean']:.0f} |")
-    return "\n".join(lines)
+        rows.append([f"{exp['label']} (`{name}`)", _pm(s, "mIoU"), _pm(s, "running_bn_mIoU"), _pm(s, "context_mIoU"),
+                     _pm(s, "context_swap_rate"), f"{c['params_M']:.2f}", f"{c['GMACs']:.3f}", f"{c['latency_ms']:.1f}",
+                     f"{s['train_seconds_mean']:.0f}"])
+    return markdown_table(RESULTS_HEADERS, rows)
 
 
 def per_seed_table(doc: dict) -> str:
     seeds = doc["settings"]["seeds"]
-    lines = ["| experiment | " + " | ".join(f"seed {s}: precise / running / context" for s in seeds) + " |",
-             "|---|" + "---|" * len(seeds)]
+    rows = []
     for name, exp in doc["experiments"].items():
         by_seed = {r["seed"]: r for r in exp["runs"]}
         cells = [" / ".join(_pct(r[k]) for k in ("mIoU", "running_bn_mIoU", "context_mIoU")) if (r := by_seed.get(s))
                  else "-" for s in seeds]
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([f"`{name}`", *cells])
+    return markdown_table(["experiment"] + [f"seed {s}: precise / running / context" for s in seeds], rows)
 
 
 def _delta(cmp: dict) -> str:
@@ -250,8 +247,8 @@ def render_markdown(doc: dict, out_dir: str | Path) -> str:
 
 
 def _errorbar(ax, exps: dict, names: list[str], key: str, xs: list[float], **style) -> None:
-    ys = [100 * _num(exps[n]["summary"][f"{key}_mean"]) for n in names]
-    es = [100 * _num(exps[n]["summary"][f"{key}_std"]) for n in names]
+    ys = [100 * json_number(exps[n]["summary"][f"{key}_mean"]) for n in names]
+    es = [100 * json_number(exps[n]["summary"][f"{key}_std"]) for n in names]
     ax.errorbar(xs, ys, yerr=es, capsize=4, **style)
 
 
@@ -275,8 +272,8 @@ def plot_max_level(doc: dict, path: Path) -> None:
             _errorbar(ax, exps, [name], key, [level(name)], marker="s", color=color, linestyle="none", mfc="white",
                       label=f"{exps[name]['label']}: {what}")
         for name in with_role(doc, "deeplab"):
-            ax.axhline(100 * _num(exps[name]["summary"][f"{key}_mean"]), color=color, linestyle="--", linewidth=1,
-                       label=f"{exps[name]['label']}: {what}")
+            mean = json_number(exps[name]["summary"][f"{key}_mean"])
+            ax.axhline(100 * mean, color=color, linestyle="--", linewidth=1, label=f"{exps[name]['label']}: {what}")
     ax.set_xlabel("max pyramid level (P_max, stride 2^max)")
     ax.set_ylabel("validation IoU, precise BN (%)")
     ax.set_xticks(range(min(map(level, series + fpn), default=5), max(map(level, series + fpn), default=9) + 1))

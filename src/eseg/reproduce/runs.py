@@ -3,7 +3,7 @@
 A run trains with the shared :class:`~eseg.engine.trainer.Trainer` (its header and metrics-file
 hooks only: no checkpoint selection, no validation during training), then scores the final weights
 on the same validation images twice: (a) in eval mode with the model's own running BN statistics,
-(b) after precise BN (:func:`eseg.engine.bn.recompute_bn_statistics` over
+(b) after precise BN (:func:`eseg.engine.bn.precise_bn`, the trainer's own, over
 ``train.precise_bn_batches`` training batches drawn with another seed, so the training order is
 untouched). The verdicts use (b); the page shows both.
 """
@@ -20,7 +20,6 @@ from .experiments import Job
 
 RESULT_FILE = "claims_result.json"  # per run folder: the run's config and scores
 MODEL_DIR = "model"  # per run folder: the final weights with their precise-BN statistics
-BN_SEED_OFFSET = 1_000_003  # precise-BN batches: another order and augmentation than training's
 
 
 def context_scores(metrics: dict) -> dict:
@@ -41,20 +40,13 @@ def scores(metrics: dict, prefix: str = "") -> dict:
             {"mIoU": metrics["mIoU"], **context_scores(metrics), "aAcc": metrics["aAcc"]}.items()}
 
 
-def precise_bn(trainer, num_batches: int) -> None:
-    """Recompute the evaluated model's BN statistics over training batches of another seed."""
-    from ..engine.bn import recompute_bn_statistics
-
-    batches = iter(trainer.train_loader(start_step=0, seed=trainer.cfg.train.seed + BN_SEED_OFFSET))
-    recompute_bn_statistics(trainer.eval_model, (next(batches) for _ in range(num_batches)), trainer.info.device)
-
-
 def train_and_score(job: Job) -> dict:
     """Train ``job`` from scratch in its folder, score it before and after precise BN, save
     the final weights and ``claims_result.json``; returns the result."""
+    from ..engine.bn import precise_bn
     from ..engine.hooks import MetricsFile, RunHeader
-    from ..engine.rundir import prepare_run_dir
     from ..engine.trainer import Trainer
+    from ..rundir import prepare_run_dir
 
     cfg, run_dir = job.cfg, job.run_dir
     prepare_run_dir(run_dir, resume=False, overwrite=True)
@@ -131,7 +123,7 @@ def measure_costs(configs: dict, size: tuple[int, int], runs: int, threads: int)
     timed in one interleaved loop (``eseg.benchmark.timing``) so load changes hit all alike."""
     import torch
 
-    from ..benchmark.backends import prepare_backend
+    from ..benchmark.prepare import prepare_variant
     from ..benchmark.timing import interleaved_times
     from ..flops import count_macs, count_params
     from ..models.padding import padded_size
@@ -142,7 +134,7 @@ def measure_costs(configs: dict, size: tuple[int, int], runs: int, threads: int)
         model = build_model(cfg)
         costs[name] = {"params_M": count_params(model) / 1e6, "GMACs": count_macs(model, size) / 1e9,
                        "canvas": list(padded_size(*size, model.input_stride))}
-        runnable = prepare_backend(model, "eager", size, device=device, threads=threads)
+        runnable = prepare_variant(model, "eager", size, device=device, threads=threads)
         x = runnable.make_input(1)
         entries[name] = lambda fn=runnable.fn, x=x: fn(x)
     times = interleaved_times(entries, runs=runs, warmup=2, device=device)

@@ -39,14 +39,15 @@ def compare(doc: dict, a: str, b: str, key: str = "mIoU") -> dict:
     """b minus a, judged against the run-to-run spread: a difference is 'clear' when it exceeds
     the std of a difference of two single runs, sqrt(std_a^2 + std_b^2)."""
     sa, sb = doc["experiments"][a]["summary"], doc["experiments"][b]["summary"]
-    delta = _number(sb[f"{key}_mean"]) - _number(sa[f"{key}_mean"])
-    noise = math.hypot(_number(sa[f"{key}_std"]), _number(sb[f"{key}_std"]))
+    delta = json_number(sb[f"{key}_mean"]) - json_number(sa[f"{key}_mean"])
+    noise = math.hypot(json_number(sa[f"{key}_std"]), json_number(sb[f"{key}_std"]))
     verdict = "higher" if delta > noise else "lower" if delta < -noise else "within noise"
     return {"delta": delta, "noise": noise, "verdict": verdict}
 
 
-def _number(value: float | None) -> float:
-    return math.nan if value is None else value  # JSON holds NaN as null
+def json_number(value: float | None) -> float:
+    """A score read back from a claims document: JSON holds NaN as null."""
+    return math.nan if value is None else value
 
 
 def with_role(doc: dict, role: str) -> list[str]:

@@ -1,6 +1,7 @@
 """What pre- and post-processing need to know about a model, whatever runtime runs it."""
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Protocol
@@ -62,11 +63,21 @@ class ModelInfo:
             raise CheckpointError(f"'{source}' has no '{META_CONFIG}' metadata; export it with 'eseg export' to use it here")
         try:
             config = config_from_dict(json.loads(meta[META_CONFIG]), source=f"{source} metadata")
-            stride = int(meta.get(META_INPUT_STRIDE, 2 ** getattr(config, "max_level", 5)))
+            stride = int(meta[META_INPUT_STRIDE]) if META_INPUT_STRIDE in meta else input_stride_of(config)
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"'{source}': unreadable eseg metadata ({exc}); re-export it") from exc
         size = meta.get(META_INPUT_SIZE, "dynamic")
         return cls(config, stride, None if size == "dynamic" else parse_size(size, f"{source} input size"))
+
+
+def input_stride_of(config: ModelConfig) -> int:
+    """The stride the one padding rule pads to (:mod:`eseg.models.padding`): the model's own
+    ``input_stride``, read from its architecture built on the meta device (no memory, no weights).
+    Graphs exported before their metadata recorded the stride need it."""
+    from ..models.registry import ARCHITECTURES
+
+    with torch.device("meta"):
+        return int(ARCHITECTURES.get(config.arch)(copy.deepcopy(config)).input_stride)
 
 
 META_CONFIG = "eseg_config"

@@ -43,15 +43,20 @@ def onnx_session(path: str | Path, *, threads: int | None = None, device: str | 
 
 
 class OnnxRunner:
-    """Runs an exported ``.onnx`` graph; the eseg metadata in the file gives its :class:`ModelInfo`."""
+    """Runs an exported ``.onnx`` graph; the eseg metadata in the file gives its :class:`ModelInfo`.
 
-    def __init__(self, path: str | Path, *, device: str | torch.device | None = None, threads: int | None = None) -> None:
+    ``spin=False``: see :func:`onnx_session`. ``with_info=False`` runs the graph as it is, its eseg
+    metadata (if any) unread and ``info`` None: a benchmark peer's graph, or another version's.
+    """
+
+    def __init__(self, path: str | Path, *, device: str | torch.device | None = None, threads: int | None = None,
+                 spin: bool = True, with_info: bool = True) -> None:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"ONNX file '{path}' does not exist; write one with 'eseg export MODEL --format onnx'")
-        self.session = onnx_session(path, threads=threads, device=device)
+        self.session = onnx_session(path, threads=threads, device=device, spin=spin)
         meta = self.session.get_modelmeta().custom_metadata_map  # the file is parsed once, by onnxruntime
-        self.info = ModelInfo.from_metadata(meta, source=str(path))
+        self.info = ModelInfo.from_metadata(meta, source=str(path)) if with_info else None
         self.device = torch.device("cpu")  # outputs come back as CPU tensors
         self.source = str(path)
 

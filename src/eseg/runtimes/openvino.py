@@ -1,6 +1,7 @@
 """The OpenVINO backend: an IR (``.xml`` + ``.bin``) written by ``eseg export`` in, logits out.
 
-The eseg metadata is read from the IR's ``rt_info`` (section ``eseg``). Many CPUs (those with
+The eseg metadata is read from the IR's ``rt_info`` (section ``eseg``). An ``.onnx`` file is
+read directly too (the benchmark compiles its exported graphs so). Many CPUs (those with
 AVX-512 BF16 or AMX) run OpenVINO in bf16 unless told otherwise, so the precision is always set
 explicitly: the one recorded at export (``f32`` for fp32 and int8 graphs, ``bf16`` for bf16),
 unless ``precision`` names another; :attr:`OpenVINORunner.precision` reports the one in use.
@@ -15,14 +16,13 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
+from ..export.formats import OPENVINO_HINTS, OPENVINO_PRECISIONS
 from ..imports import require
 from .info import ModelInfo
 
 RT_NAMESPACE = "eseg"  # rt_info section holding ModelInfo.to_metadata() and META_PRECISION
 META_PRECISION = "eseg_precision"
-PRECISIONS = ("fp32", "bf16", "int8")  # what an exported graph is meant to run in
 VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")  # OpenVINO devices that dispatch to others
-HINTS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "int8": "f32"}  # -> INFERENCE_PRECISION_HINT
 
 
 def require_openvino():
@@ -37,10 +37,10 @@ def openvino_core():
 
 def inference_hint(precision: str) -> str:
     """``fp32``/``f32`` -> ``f32``, ``bf16`` -> ``bf16`` (int8 graphs run f32 between quantized ops)."""
-    if precision not in HINTS:
+    if precision not in OPENVINO_HINTS:
         raise ConfigError(f"OpenVINO precision '{precision}' is not one of f32, bf16 (or an export precision: "
-                          f"{', '.join(PRECISIONS)})")
-    return HINTS[precision]
+                          f"{', '.join(OPENVINO_PRECISIONS)})")
+    return OPENVINO_HINTS[precision]
 
 
 def compile_openvino(model: Any, *, threads: int | None = None, precision: str = "f32", device: str = "CPU",
@@ -83,7 +83,13 @@ def openvino_device(device: Any) -> str:
 
 
 def read_ir(path: Path):
-    """The ``ov.Model`` of an IR; CheckpointError naming the file when it cannot be read."""
+    """The ``ov.Model`` of an IR (or of an ``.onnx`` file); CheckpointError naming the file when
+    it cannot be read."""
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        try:
+            return openvino_core().read_model(str(path))
+        except Exception as exc:  # OpenVINO raises RuntimeError and its own exception types
+            raise CheckpointError(f"OpenVINO cannot read the ONNX file '{path}': {exc}") from exc
     if not path.is_file():
         raise CheckpointError(f"OpenVINO IR '{path}' does not exist; write one with "
                               "'eseg export MODEL --format openvino'")
@@ -133,19 +139,21 @@ class OpenVINORunner:
 
     ``precision`` (``f32`` or ``bf16``) overrides the one recorded at export. :attr:`precision`
     is the inference precision the compiled model reports (``f32``, ``bf16``; ``int8+f32`` for a
-    quantized graph, whose float ops between the int8 ones run in f32).
+    quantized graph, whose float ops between the int8 ones run in f32). ``with_info=False`` runs the
+    graph as it is, its eseg metadata (if any) unread and ``info`` None: a benchmark peer's graph,
+    or another version's.
     """
 
     def __init__(self, path: str | Path, *, device: Any = None, threads: int | None = None,
-                 precision: str | None = None) -> None:
+                 precision: str | None = None, with_info: bool = True) -> None:
         path = Path(path)
         model = read_ir(path)
         meta = rt_metadata(model)
-        self.info = ModelInfo.from_metadata(meta, source=str(path))
+        self.info = ModelInfo.from_metadata(meta, source=str(path)) if with_info else None
         self.graph_precision = meta.get(META_PRECISION, "fp32")
-        if self.graph_precision not in PRECISIONS:
+        if self.graph_precision not in OPENVINO_PRECISIONS:
             raise CheckpointError(f"'{path}' records precision '{self.graph_precision}', not one of "
-                                  f"{', '.join(PRECISIONS)}; re-export it")
+                                  f"{', '.join(OPENVINO_PRECISIONS)}; re-export it")
         self.compiled = compile_openvino(model, threads=threads, device=openvino_device(device),
                                          precision=precision or self.graph_precision, source=str(path))
         hint = compiled_precision(self.compiled, inference_hint(precision or self.graph_precision))
@@ -155,7 +163,7 @@ class OpenVINORunner:
         self.source = str(path)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        fixed = self.info.fixed_size
+        fixed = None if self.info is None else self.info.fixed_size
         if fixed is not None and tuple(batch.shape[-2:]) != tuple(fixed):
             raise DataError(f"'{self.source}' is a fixed {fixed[0]}x{fixed[1]} graph; got an input of shape "
                             f"{tuple(batch.shape)} (pad or resize to {fixed[0]}x{fixed[1]}, or export with --dynamic)")

@@ -61,10 +61,10 @@ class ASPP(nn.Module):
         self.pool = conv_bn_act(in_channels, width, 1, act)  # applied to the global average
         self.project = conv_bn_act(width * (len(rates) + 2), width, 1, act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, static_shapes: bool = False) -> torch.Tensor:
         outs = [branch(x) for branch in self.branches]
         pooled = self.pool(F.adaptive_avg_pool2d(x, 1))
-        outs.append(pooled.expand(-1, -1, *spatial_size(x)))
+        outs.append(pooled.expand(-1, -1, *spatial_size(x, static_shapes)))
         return self.project(torch.cat(outs, dim=1))
 
 
@@ -81,9 +81,9 @@ class DeepLabV3PlusDecoder(nn.Module):
         self.refine = nn.Sequential(*[conv_bn_act(width + low_width if i == 0 else decoder_width, decoder_width, 3, act)
                                       for i in range(num_layers)])
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], static_shapes: bool = False) -> torch.Tensor:
         low, deep = feats
-        deep = resize_like(self.aspp(deep), low)
+        deep = resize_like(self.aspp(deep, static_shapes), low, static_shapes=static_shapes)
         return self.refine(torch.cat([self.low_project(low), deep], dim=1))
 
 
@@ -109,5 +109,5 @@ class DeepLabV3Plus(SegmentationModel):
     def input_stride(self) -> int:
         return self.config.output_stride
 
-    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.decoder(self.backbone(x))))
+    def forward_logits(self, x: torch.Tensor, static_shapes: bool = False) -> torch.Tensor:
+        return self.classifier(self.dropout(self.decoder(self.backbone(x), static_shapes)))

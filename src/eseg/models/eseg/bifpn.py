@@ -82,12 +82,13 @@ class BiFPNLayer(nn.Module):
         )
         self.down = downsample()
 
-    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor], static_shapes: bool = False) -> list[torch.Tensor]:
         n = self.num_levels
         top_down = [None] * n
         top_down[n - 1] = feats[n - 1]
         for i in range(n - 2, -1, -1):
-            top_down[i] = self.top_down[i]([feats[i], resize_like(top_down[i + 1], feats[i], "nearest")])
+            coarser = resize_like(top_down[i + 1], feats[i], "nearest", static_shapes=static_shapes)
+            top_down[i] = self.top_down[i]([feats[i], coarser])
         outs = [top_down[0]]
         for i in range(1, n):
             inputs = [feats[i], top_down[i], self.down(outs[-1])] if i < n - 1 else [feats[i], self.down(outs[-1])]
@@ -102,10 +103,11 @@ class FPNLayer(nn.Module):
         super().__init__()
         self.top_down = nn.ModuleList(FusionNode(2, width, "sum", act) for _ in range(num_levels - 1))
 
-    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor], static_shapes: bool = False) -> list[torch.Tensor]:
         outs = list(feats)
         for i in range(len(feats) - 2, -1, -1):
-            outs[i] = self.top_down[i]([feats[i], resize_like(outs[i + 1], feats[i], "nearest")])
+            coarser = resize_like(outs[i + 1], feats[i], "nearest", static_shapes=static_shapes)
+            outs[i] = self.top_down[i]([feats[i], coarser])
         return outs
 
 
@@ -160,10 +162,10 @@ class FeaturePyramid(nn.Module):
             raise ConfigError(f"unknown fpn kind '{kind}'; use one of {', '.join(FPN_KINDS)}")
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, backbone_feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, backbone_feats: list[torch.Tensor], static_shapes: bool = False) -> list[torch.Tensor]:
         feats = [lat(f) for lat, f in zip(self.lateral, backbone_feats)]
         feats = feats + self.extra(feats[-1])
         side, fused = feats[: self.num_side], feats[self.num_side:]
         for layer in self.layers:
-            fused = layer(fused)
+            fused = layer(fused, static_shapes)
         return side + fused

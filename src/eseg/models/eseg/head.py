@@ -31,19 +31,20 @@ class SegmentationHead(nn.Module):
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Conv2d(out_channels, num_classes, 1)
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        x = self.progressive(feats) if self.fuse is None else self.weighted(feats)
+    def forward(self, feats: list[torch.Tensor], static_shapes: bool = False) -> torch.Tensor:
+        x = self.progressive(feats, static_shapes) if self.fuse is None else self.weighted(feats, static_shapes)
         return self.classifier(self.dropout(self.refine(x)))
 
     @staticmethod
-    def progressive(feats: list[torch.Tensor]) -> torch.Tensor:
+    def progressive(feats: list[torch.Tensor], static_shapes: bool = False) -> torch.Tensor:
         x = feats[-1]
         for finer in reversed(feats[:-1]):
-            x = resize_like(x, finer) + finer
+            x = resize_like(x, finer, static_shapes=static_shapes) + finer
         return x
 
-    def weighted(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def weighted(self, feats: list[torch.Tensor], static_shapes: bool = False) -> torch.Tensor:
         # A generator: each level is resized just before it is added, so the resized maps are
         # never alive together (the head's peak memory at the finest stride).
         finest = feats[0]
-        return self.fuse(f if i == 0 else resize_like(f, finest) for i, f in enumerate(feats))
+        return self.fuse(f if i == 0 else resize_like(f, finest, static_shapes=static_shapes)
+                         for i, f in enumerate(feats))

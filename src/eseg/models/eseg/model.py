@@ -44,5 +44,5 @@ class ESeg(SegmentationModel):
     def input_stride(self) -> int:
         return 2**self.backbone.top_level
 
-    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pyramid(self.backbone(x)))
+    def forward_logits(self, x: torch.Tensor, static_shapes: bool = False) -> torch.Tensor:
+        return self.head(self.pyramid(self.backbone(x), static_shapes), static_shapes)

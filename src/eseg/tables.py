@@ -1,0 +1,29 @@
+"""The one markdown-table writer (torch-free): the benchmark, the claims page, the model table
+and the scripts in ``benchmarks/`` all write their tables through it.
+
+:func:`markdown_table` writes a whole table; a script that prints rows as they are measured
+prints :func:`markdown_header` once, then :func:`markdown_row` per row.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def markdown_table(headers: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub markdown table: the header line, the ``|---|`` line, one line per row; every
+    cell is ``str()``-ed as it is. A row of the wrong length is a bug, not a ragged table."""
+    lines = [markdown_header(headers)]
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"a table row has {len(row)} cells for {len(headers)} columns: {list(row)}")
+        lines.append(markdown_row(row))
+    return "\n".join(lines)
+
+
+def markdown_header(headers: Sequence[object]) -> str:
+    """The header line and the ``|---|`` line under it."""
+    return markdown_row(headers) + "\n|" + "---|" * len(headers)
+
+
+def markdown_row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
