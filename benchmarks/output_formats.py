@@ -44,7 +44,7 @@ def ragged(label: np.ndarray, num_classes: int, stride: int = 4) -> np.ndarray:
     """``label`` as a network at ``stride`` with noisy logits would predict it."""
     low = label[stride // 2 :: stride, stride // 2 :: stride]
     logits = np.eye(num_classes, dtype=np.float32)[low].transpose(2, 0, 1)
-    logits += np.random.default_rng(1).normal(0, 0.45, logits.shape).astype(np.float32)
+    logits += np.random.default_rng(1).normal(0, 0.3, logits.shape).astype(np.float32)
     return lowres_argmax(logits, Upsample((low.shape[0] * stride, low.shape[1] * stride), label.shape))
 
 

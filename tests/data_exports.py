@@ -1,6 +1,8 @@
 """Small labelled datasets written in the on-disk layouts labelling tools export (VOC, CVAT
 "Segmentation mask 1.1", COCO JSON from CVAT and the COCO sets, Hugging Face save_to_disk and
-parquet, eseg folders), each returning the class ids it painted so tests compare against them."""
+parquet, eseg folders), each returning the class ids it painted so tests compare against them.
+What is drawn (boxes, VOC's void borders, COCO's polygon / RLE / crowd mix) is here; the files are
+written by eseg.data.exports, the writers ``eseg data synth --format`` uses."""
 from __future__ import annotations
 
 import io
@@ -9,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from eseg.data import exports
+from eseg.data.exports import Classes, LabelledImage
+from eseg.fileio import write_png as save_png  # noqa: F401 - the tests write deliberately broken masks with it
 
 H, W = 64, 96
 CLASSES = ["background", "circle", "square", "triangle"]
@@ -38,16 +44,6 @@ def photo(rng, labels: np.ndarray) -> np.ndarray:
     return np.clip(base + rng.integers(-30, 30, (H, W, 3)), 0, 255).astype(np.uint8)
 
 
-def save_jpeg(path: Path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path, quality=92)
-
-
-def save_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
 def voc_colormap_reference(n: int = 256) -> np.ndarray:
     """The VOC devkit's VOClabelcolormap.m, transcribed independently: bitget per channel."""
     cmap = np.zeros((n, 3), np.uint8)
@@ -67,10 +63,8 @@ def write_voc(root: Path, n: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
     """VOCdevkit/VOC2012 with palette PNGs (a 255 void border round each object) and
     ImageSets/Segmentation/{train,val,trainval}.txt; returns {name: VOC ids}."""
     rng = np.random.default_rng(seed)
-    voc = root / "VOCdevkit" / "VOC2012"
-    labels = {}
+    samples = []
     for i in range(n):
-        name = f"2007_{i:06d}"
         boxes = rectangles(rng)
         ours = paint(boxes)
         ids = np.zeros_like(ours)
@@ -78,37 +72,21 @@ def write_voc(root: Path, n: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
             ids[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1] = 255
         for class_id, x0, y0, x1, y1 in boxes:
             ids[y0:y1, x0:x1] = VOC_IDS[class_id]
-        save_jpeg(voc / "JPEGImages" / f"{name}.jpg", photo(rng, ours))
-        mask = Image.frombytes("P", (W, H), ids.tobytes())
-        mask.putpalette(voc_colormap_reference().ravel().tolist())
-        (voc / "SegmentationClass").mkdir(parents=True, exist_ok=True)
-        mask.save(voc / "SegmentationClass" / f"{name}.png")
-        labels[name] = ids
-    names = sorted(labels)
-    lists = voc / "ImageSets" / "Segmentation"
-    lists.mkdir(parents=True)
-    (lists / "train.txt").write_text("\n".join(names[:8]) + "\n")
-    (lists / "val.txt").write_text("\n".join(names[8:]) + "\n")
-    (lists / "trainval.txt").write_text("\n".join(names) + "\n")
-    return labels
+        samples.append(LabelledImage(f"2007_{i:06d}", photo(rng, ours), ids))
+    exports.write_voc(root / "VOCdevkit" / "VOC2012", {"train": samples[:8], "val": samples[8:]}, None,
+                      palette=voc_colormap_reference())
+    return {sample.name: sample.labels for sample in samples}
 
 
 def write_cvat(root: Path, n: int = 12, seed: int = 1) -> dict[str, np.ndarray]:
     """CVAT "Segmentation mask 1.1": RGB colour masks, labelmap.txt, ImageSets/Segmentation/default.txt."""
     rng = np.random.default_rng(seed)
-    labels = {}
+    samples = []
     for i in range(n):
-        name = f"frame_{i:06d}"
         ours = paint(rectangles(rng))
-        save_jpeg(root / "JPEGImages" / f"{name}.jpg", photo(rng, ours))
-        save_png(root / "SegmentationClass" / f"{name}.png", np.array(COLORS, np.uint8)[ours])
-        save_png(root / "SegmentationObject" / f"{name}.png", np.array(COLORS, np.uint8)[::-1][ours])
-        labels[name] = ours
-    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
-    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("\n".join(sorted(labels)) + "\n")
-    lines = ["# label:color_rgb:parts:actions"] + [f"{c}:{r},{g},{b}::" for c, (r, g, b) in zip(CLASSES, COLORS)]
-    (root / "labelmap.txt").write_text("\n".join(lines) + "\n")
-    return labels
+        samples.append(LabelledImage(f"frame_{i:06d}", photo(rng, ours), ours))
+    exports.write_cvat(root, {"": samples}, Classes(CLASSES, np.array(COLORS, np.uint8)))
+    return {sample.name: sample.labels for sample in samples}
 
 
 # --- COCO -------------------------------------------------------------------------------------------
@@ -159,13 +137,6 @@ def coco_image(rng, image_id: int, first_ann_id: int, file_name: str):
     return info, anns, expected, photo(rng, ours)
 
 
-def write_coco_file(path: Path, images: list, anns: list) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"info": {"description": "test"}, "licenses": [], "images": images, "annotations": anns,
-           "categories": [{**c, "supercategory": ""} for c in CATEGORIES]}
-    path.write_text(json.dumps(doc))
-
-
 def write_coco_cvat(root: Path, n: int = 12, seed: int = 2) -> dict[str, np.ndarray]:
     """CVAT "COCO 1.0": annotations/instances_default.json + images/; returns {name: expected ids}."""
     rng = np.random.default_rng(seed)
@@ -173,11 +144,11 @@ def write_coco_cvat(root: Path, n: int = 12, seed: int = 2) -> dict[str, np.ndar
     for i in range(n):
         name = f"img_{i:04d}"
         info, image_anns, mask, rgb = coco_image(rng, i + 1, 10 * i + 1, f"{name}.jpg")
-        save_jpeg(root / "images" / f"{name}.jpg", rgb)
+        exports.write_jpeg(root / "images" / f"{name}.jpg", rgb)
         images.append(info)
         anns += image_anns
         expected[name] = mask
-    write_coco_file(root / "annotations" / "instances_default.json", images, anns)
+    exports.write_coco_json(root / "annotations" / "instances_default.json", images, anns, CATEGORIES)
     return expected
 
 
@@ -190,11 +161,11 @@ def write_coco_sets(root: Path, seed: int = 3) -> dict[str, dict[str, np.ndarray
         for i in range(count):
             name = f"{split}_{i:012d}"
             info, image_anns, mask, rgb = coco_image(rng, i + 1, 10 * i + 1, f"{name}.jpg")
-            save_jpeg(root / f"{split}2017" / f"{name}.jpg", rgb)
+            exports.write_jpeg(root / f"{split}2017" / f"{name}.jpg", rgb)
             images.append(info)
             anns += image_anns
             out[split][name] = mask
-        write_coco_file(root / "annotations" / f"instances_{split}2017.json", images, anns)
+        exports.write_coco_json(root / "annotations" / f"instances_{split}2017.json", images, anns, CATEGORIES)
     return out
 
 
@@ -245,15 +216,15 @@ def write_folder(root: Path, n: int = 12, seed: int = 5, *, ids=(0, 1, 2, 3), na
     """A folder dataset, flat (or images/{train,val}) with masks holding ``ids[c]`` for class c
     (or colours when ``colour_masks``); returns {name: stored values (or class ids for colours)}."""
     rng = np.random.default_rng(seed)
+    splits: dict[str, list[LabelledImage]] = {}
     stored = {}
     for i in range(n):
         name = f"s{i:03d}"
         split = ("train" if i < n * 3 // 4 else "val") if split_folders else ""
         ours = paint(rectangles(rng))
         values = np.array(ids, np.uint8)[ours]
-        save_png(root / "images" / split / f"{name}.png", photo(rng, ours))
-        save_png(root / "masks" / split / f"{name}.png", np.array(COLORS, np.uint8)[ours] if colour_masks else values)
+        mask = np.array(COLORS, np.uint8)[ours] if colour_masks else values
+        splits.setdefault(split, []).append(LabelledImage(name, photo(rng, ours), mask))
         stored[name] = ours if colour_masks else values
-    colors = "" if not colour_masks else "colors: " + json.dumps([list(c) for c in COLORS]) + "\n"
-    (root / "classes.yaml").write_text(f"names: {json.dumps(list(names))}\n{colors}")
+    exports.write_folder(root, splits, Classes(list(names), np.array(COLORS, np.uint8) if colour_masks else None))
     return stored

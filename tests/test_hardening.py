@@ -36,6 +36,7 @@ from .test_train import tiny_config
 H, W = 24, 32
 NUM_CLASSES = 4
 WORKER_TEXT = ("Traceback", "DataLoader worker", "Original")
+OUTPUT_SUFFIXES = {"masks": ".png", "color": ".png", "overlay": ".jpg"}  # what eseg predict writes by default
 
 
 # --- making broken files ------------------------------------------------------------------------
@@ -201,18 +202,18 @@ def test_predict_names_every_bad_file_and_predicts_every_good_one(corpus, model_
     stems = dict(collect_sources(folder))
     assert set(stems) == set(verdicts)  # the folder named dir.png is searched, not taken for an image
     for path, size in verdicts.items():
-        outputs = [out / kind / f"{stems[path]}.png" for kind in ("masks", "color", "overlay")]
+        outputs = [out / kind / f"{stems[path]}{suffix}" for kind, suffix in OUTPUT_SUFFIXES.items()]
         if size is None:
             assert not any(p.exists() for p in outputs), path
             continue
         mask = np.array(Image.open(outputs[0]))
         assert mask.shape == size and mask.max() < NUM_CLASSES, path
         for color in outputs[1:]:
-            assert np.array(Image.open(color)).shape == (*size, 3), color
+            assert np.array(Image.open(color).convert("RGB")).shape == (*size, 3), color
     assert (out / "masks" / "png_as.png").is_file() and (out / "masks" / "dir.png" / "inner.png").is_file()
     written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    expected = {f"{kind}/{stems[path].as_posix()}.png" for path, size in verdicts.items() if size
-                for kind in ("masks", "color", "overlay")}
+    expected = {f"{kind}/{stems[path].as_posix()}{suffix}" for path, size in verdicts.items() if size
+                for kind, suffix in OUTPUT_SUFFIXES.items()}
     assert written == expected | {"legend.png"}  # nothing for a bad file, no temporary file left behind
 
 

@@ -62,9 +62,11 @@ def test_this_torch_is_reproduced_bit_for_bit():
 
 @pytest.mark.parametrize("image_size", SIZES)
 @pytest.mark.parametrize("num_classes", [8, 19])
-def test_random_logits_with_padding_and_crop(image_size, num_classes):
+def test_random_logits_with_padding_and_crop(image_size, num_classes, monkeypatch):
     upsample, low = model_geometry(image_size)
     x = random_logits((num_classes, *low), seed=sum(image_size))
+    if sum(upsample.size) > lowres.SMALL_OUTPUT:  # torch's generic kernel: the rule computes it itself
+        monkeypatch.setattr(lowres, "reference_mask", None)
     mask = lowres_argmax(x, upsample)
     assert mask.shape == image_size and mask.dtype == np.uint8
     assert np.array_equal(mask, torch_mask(x, upsample.size, image_size))

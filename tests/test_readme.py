@@ -1,8 +1,9 @@
 """Every example of the README runs: each `eseg` command line (through eseg.cli.main), the torchrun
 line (as a subprocess) and the Python block, in README order, in a scratch workspace holding the
 repository's configs and the files the examples name (street.png, photos/, clip.mp4, a Cityscapes
-tree in the official layout). Training, benchmark and reproduce runs get tiny sizes appended, so
-the whole README runs in a couple of minutes; what each example does is unchanged."""
+tree in the official layout; the "your own data" exports are written by the README's own
+`eseg data synth --format` lines). Training, benchmark, reproduce and synth runs get tiny sizes
+appended, so the whole README runs in a few minutes; what each example does is unchanged."""
 import os
 import re
 import shlex
@@ -26,6 +27,7 @@ TINY_TRAIN = ["model.backbone=test_efficientnet", "model.fpn_width=16", "model.h
               "eval.interval=0", "eval.num_overlays=1", "eval.num_predictions=1", "run.progress=false"]
 TINY_ESEG = ["--set", "backbone=test_efficientnet", "--set", "fpn_width=16", "--set", "head_width=16"]
 TINY_BENCH = ["--runs", "1", "--warmup", "0", "--throughput-runs", "1", "--no-memory", "--threads", "1", *TINY_ESEG]
+TINY_SCENES = ["--size", "64x128"]
 TINY_CLAIMS = ["--steps", "2", "--val-images", "2", "--latency-runs", "1", "--bn-batches", "1", "--threads", "1",
                "--set", "data.dataset.size=[64,128]", "--set", "data.crop_size=[64,128]", "--set", "train.batch_size=2"]
 
@@ -55,6 +57,8 @@ def tiny(argv: list[str]) -> list[str]:
         return argv[:size + 1] + ["64x128"] + argv[size + 2:] + TINY_BENCH
     if command == "reproduce":
         return argv + TINY_CLAIMS
+    if argv[:2] == ["data", "synth"]:
+        return argv + TINY_SCENES
     return argv
 
 
@@ -91,11 +95,29 @@ def workspace(tmp_path_factory):
     return root
 
 
+OWN_DATA_RUNS = {"voc": "runs/voc", "cvat": "runs/cvat", "coco": "runs/coco", "folder": "runs/mine"}
+
+
 def test_the_readme_has_the_examples_this_test_runs():
     lines = command_lines()
     assert lines[:2] == ["make demo", "make test"]
     assert sum(line.startswith("eseg ") for line in lines) >= 15
     assert any(line.startswith("torchrun ") for line in lines) and len(blocks("python")) == 1
+    trains = [line for line in lines if line.startswith("eseg train ")]
+    written = set()
+    for line in lines:  # the "your own data" walkthrough: each layout written, then trained on
+        if line.startswith("eseg data synth "):
+            argv = shlex.split(line)
+            kind, root = argv[argv.index("--format") + 1] if "--format" in argv else "folder", argv[argv.index("--out") + 1]
+            assert any(f"data.dataset.type={kind} data.dataset.root={root} " in train for train in trains), line
+            written.add(kind)
+    assert written == set(OWN_DATA_RUNS) and all(any(t.endswith(f"--out {run}") for t in trains)
+                                                 for run in OWN_DATA_RUNS.values())
+    assert any(line.startswith("eseg data convert cvat ") for line in lines)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    extras = re.findall(r"^(\w+) = \[", pyproject.split("[project.optional-dependencies]")[1].split("\n[")[0], re.M)
+    assert "onnx" in extras and "coco" in extras  # the section was read
+    assert all(f"| `{extra}` |" in README for extra in extras if extra != "test")  # the extras, named in one table
 
 
 def run_line(line: str, workspace: Path) -> None:
@@ -128,6 +150,11 @@ def test_every_readme_example_runs(workspace, monkeypatch, capsys):
     (code,) = blocks("python")
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
     assert (workspace / "runs" / "demo" / "model_512x1024.xml").is_file()
+    import eseg
+    from eseg.data.synthetic import CLASSES
+
+    for run in [*OWN_DATA_RUNS.values(), "runs/cvat-folder"]:  # each export trained with the scenes' 8 classes
+        assert list(eseg.load_model(workspace / run / "checkpoints" / "best").config.class_names) == list(CLASSES), run
     assert (workspace / "runs" / "video" / "masks" / "clip" / "000002.png").is_file()
     assert sorted(p.name for p in (workspace / "preds").iterdir()) == [
         "aachen_000000_000019_pred.png", "bochum_000000_000019_pred.png"]

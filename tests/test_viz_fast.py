@@ -55,7 +55,8 @@ def test_overlay_equals_the_float_blend_exactly(num_colors, dtype, alpha):
 def test_tables_cover_every_byte():
     palette = np.array([[10, 20, 30], [250, 0, 5]], np.uint8)
     table = color_table(palette)
-    assert table.shape == (256, 3) and table[1].tolist() == [250, 0, 5] and table[2:].tolist() == [list(IGNORE_COLOR)] * 254
+    assert table.shape == (256, 3) and table[1].tolist() == [250, 0, 5]
+    assert table[2:].tolist() == [list(IGNORE_COLOR)] * 254
     blend = blend_tables(palette, 0.25)
     assert blend.shape == (3, 256, 256)
     assert blend[0, 0, 200] == round(0.75 * 200 + 0.25 * 10) and blend[2, 1, 100] == round(0.75 * 100 + 0.25 * 5)

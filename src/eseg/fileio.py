@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -36,10 +37,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@functools.lru_cache(maxsize=1)
 def _umask() -> int:
+    """Read once (at import): reading it sets it for a moment, which must not happen while
+    another thread creates files or folders (predict writes on a thread pool)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_umask()
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -90,7 +97,8 @@ def write_png(path: str | Path, array: np.ndarray, *, palette: np.ndarray | None
     image = Image.fromarray(array)
     if palette is not None:
         palette = np.asarray(palette, dtype=np.uint8)
-        if array.dtype != np.uint8 or array.ndim != 2 or palette.ndim != 2 or palette.shape[1] != 3 or len(palette) > 256:
+        ids_ok = array.dtype == np.uint8 and array.ndim == 2
+        if not ids_ok or palette.ndim != 2 or palette.shape[1] != 3 or len(palette) > 256:
             raise ValueError(f"a palette PNG needs (H, W) uint8 ids and an (N <= 256, 3) palette, got "
                              f"{array.dtype} {array.shape} and {palette.shape}")
         image = Image.frombuffer("P", image.size, np.ascontiguousarray(array), "raw", "P", 0, 1)

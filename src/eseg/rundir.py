@@ -133,6 +133,8 @@ class RunStart:
         return self
 
     def _set_aside(self, replaced: list[Path]) -> None:
+        if self.backup.is_dir() and not any(self.backup.iterdir()):
+            self.backup.rmdir()  # a killed start that had set nothing aside
         if self.backup.exists():
             raise ConfigError(f"'{self.backup}' holds the files of '{self.run_dir}' from before a start that was "
                               "killed before its first step; move them back into the run folder, or delete it")
@@ -142,7 +144,16 @@ class RunStart:
         for name in RUN_OUTPUTS:
             if not replaced and (self.run_dir / name).is_file():
                 shutil.copy2(self.run_dir / name, self.backup / name)
-        self.before = set(self.run_dir.rglob("*"))
+        self.before = self._listing()
+
+    def _listing(self) -> set[Path]:
+        """The folder's entries and everything inside the run's outputs (what a start can write;
+        other folders in it, say a dataset, are not walked)."""
+        found = set(self.run_dir.iterdir())
+        for name in RUN_OUTPUTS:
+            if (self.run_dir / name).is_dir():
+                found.update((self.run_dir / name).rglob("*"))
+        return found
 
     def committed(self) -> None:
         """The run made its first step: what was set aside is dropped."""
@@ -169,7 +180,7 @@ class RunStart:
             return
         if self.before is None:
             return  # refused before anything was set aside
-        for path in sorted(set(self.run_dir.rglob("*")) - self.before, key=lambda p: len(p.parts), reverse=True):
+        for path in sorted(self._listing() - self.before, key=lambda p: len(p.parts), reverse=True):
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
         for path in self.backup.iterdir():
             target = self.run_dir / path.name

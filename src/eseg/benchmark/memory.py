@@ -34,7 +34,10 @@ class EntrySpec:
     def prepare(self, model, device: torch.device):
         """``model`` (this entry's, built by :meth:`build_model`) prepared as the variant."""
         from .prepare import prepare_variant
+        from .trained import check_graph_variant
+        from .variants import VARIANTS
 
+        check_graph_variant(self.model, VARIANTS.get(self.variant))
         return prepare_variant(model, self.variant, self.size, device=device, threads=self.threads,
                                onnx_path=Path(self.onnx_path), precision=self.precision)
 

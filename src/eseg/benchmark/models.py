@@ -1,5 +1,6 @@
 """Building the benchmarked models: eseg's registered models and the peers, randomly initialised,
-in eval mode, each returning (N, C, H, W) logits."""
+and trained models named by their path (:mod:`.trained`), in eval mode, each returning
+(N, C, H, W) logits."""
 from __future__ import annotations
 
 import torch
@@ -38,10 +39,15 @@ def smp_peer(name: str, *, num_classes: int, encoder: str) -> nn.Module:
 
 def build_model(name: str, *, num_classes: int = 19, encoder: str = "tf_efficientnet_lite0",
                 model_options: dict | None = None) -> nn.Module:
-    """A randomly initialised model in eval mode. ``encoder`` is the timm backbone of the smp
-    peers (``tu-<encoder>``); ``model_options`` change the eseg models' config."""
+    """A model in eval mode: a registered eseg model or a peer, randomly initialised, or a trained
+    model named by its path (:mod:`.trained`). ``encoder`` is the timm backbone of the smp peers
+    (``tu-<encoder>``); ``num_classes`` and ``model_options`` change the registered eseg models'
+    config (a trained model keeps its own)."""
     from ..models.registry import MODELS, create_model
+    from .trained import is_model_path, load_trained
 
     if name in MODELS:
         return create_model(name, num_classes=num_classes, **(model_options or {})).eval()
+    if is_model_path(name):
+        return load_trained(name)
     return PEERS.get(name)(name, num_classes=num_classes, encoder=encoder).eval()

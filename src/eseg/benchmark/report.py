@@ -38,6 +38,13 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def weights(settings: dict) -> str:
+    """Which weights were timed: random, except the trained models named by their path."""
+    trained = settings.get("trained") or []
+    return "random init" + (f" except the trained {', '.join(trained)} ({settings['num_classes']} classes for "
+                             "the others)" if trained else "")
+
+
 def markdown_report(doc: dict) -> str:
     s, env = doc["settings"], doc["environment"]
     headers, rows = table_rows(doc)
@@ -46,12 +53,13 @@ def markdown_report(doc: dict) -> str:
         f"{env['cpu']}, {s['threads']} threads, device {env['device']}, torch {env['torch']}, onnxruntime "
         f"{env['onnxruntime']}, openvino {env['openvino']}; OpenVINO precision {s['precision']}; batch 1 latency over "
         f"{s['runs']} interleaved rounds after {s['warmup']} warm-up calls; throughput at batch {s['batch']}; "
-        f"random init; smp encoder tu-{s['encoder']}.",
+        f"{weights(s)}; smp encoder tu-{s['encoder']}.",
         f"In-run fp32 matmul (2048^3): **{doc['matmul_gflops']:.1f} GFLOP/s**.", "",
         markdown_table(headers, rows),
     ]
-    lines += ["", "Peak memory: " + ("CUDA max_memory_allocated growth" if env["device"].startswith("cuda") else
-                                     "resident-set growth of two forward passes, each entry in a fresh process") + "."]
+    if s.get("memory", True):
+        lines += ["", "Peak memory: " + ("CUDA max_memory_allocated growth" if env["device"].startswith("cuda") else
+                                         "resident-set growth of two forward passes, each entry in a fresh process") + "."]
     if doc["skipped"]:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in doc["skipped"].items())]
     if doc.get("warnings"):
@@ -98,7 +106,7 @@ def pareto_plot(doc: dict, path: Path) -> None:
     ax.set_xlabel(f"GMACs at {s['size'][0]}x{s['size'][1]}")
     ax.set_ylabel("batch-1 latency, median (ms)")
     ax.set_title(f"{doc['environment']['cpu']}, {s['threads']} threads ({doc['environment']['device']}, "
-                 f"OpenVINO {s['precision']}); random init", fontsize=9)
+                 f"OpenVINO {s['precision']}); {weights(s)}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import copy
 import platform
+import re
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
+from ..export.formats import sniff_graph_format
+from ..sizes import format_size
 from .memory import EntrySpec, cuda_peak_mb, measure_cpu_memory
 from .models import build_model
 from .peers import PEERS
@@ -36,6 +39,7 @@ from .timing import (
     noise_warnings,
     percentile,
 )
+from .trained import is_model_path, sizing_for
 
 
 @dataclass
@@ -61,15 +65,15 @@ class Result:
 
 @dataclass
 class BenchmarkSettings:
-    models: list[str]
+    models: list[str]  # registered names, peers, and trained models' paths
     backends: list[str]  # variant names (--backends)
-    size: tuple[int, int]
+    size: tuple[int, int] | None = None  # None: a trained model's validated size, else 512x1024 (.trained)
     threads: int = 2
     runs: int = 10
     warmup: int = 2
     batch: int = 1
     throughput_runs: int = 3
-    num_classes: int = 19
+    num_classes: int | None = None  # None: the first trained model's, else 19 (.trained)
     encoder: str | None = None
     references: list[str] = field(default_factory=list)
     device: str = "cpu"
@@ -83,9 +87,10 @@ def check_settings(settings: BenchmarkSettings) -> None:
     from .variants import VARIANTS, variant_names
 
     known = set(benchmark_models())
-    unknown = [m for m in settings.models if m not in known]
+    unknown = [m for m in settings.models if m not in known and not is_model_path(m)]
     if unknown or not settings.models:
-        raise ConfigError(f"unknown model(s) {unknown}; choose from {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown model(s) {unknown}: neither a registered name nor an existing run folder, model "
+                          f"folder or exported graph; choose from {', '.join(sorted(known))}, or name a path")
     bad = [b for b in settings.backends if b not in VARIANTS]
     if bad or not settings.backends:
         raise ConfigError(f"unknown backend(s) {bad}; choose from {', '.join(variant_names())}")
@@ -97,12 +102,14 @@ def check_settings(settings: BenchmarkSettings) -> None:
 def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[str], None] = print) -> dict:
     """Measure every (model, backend) pair; returns the results document (see the module doc)."""
     check_settings(settings)
+    sizing = sizing_for(settings.models, settings.size, settings.num_classes, log)
+    settings = replace(settings, size=sizing.size, num_classes=sizing.num_classes)
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was given but CUDA is not available")
     torch.set_num_threads(settings.threads)
     busy = busy_fraction()  # before this run loads the machine itself
-    encoder = settings.encoder or default_encoder(settings.models)
+    encoder = settings.encoder or sizing.encoder
     entries = Entries(settings, encoder, work_dir, device, log)
     entries.build()
     matmul_fn, matmul_flops = matmul_entry(device)
@@ -119,17 +126,12 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: Path, log: Callable[[st
         measure_memory(entries.by_key, entries.single, entries.specs, device, log)
     references = settings.references or [m for m in settings.models if m in PEERS] or settings.models[:1]
     add_ratios(entries.results, references)
-    return {"settings": {**asdict(settings), "size": list(settings.size), "encoder": encoder, "references": references},
+    trained = [name for name in settings.models if is_model_path(name)]
+    return {"settings": {**asdict(settings), "size": list(settings.size), "encoder": encoder, "references": references,
+                         "trained": trained},
             "environment": environment(settings.threads, device), "matmul_gflops": matmul_gflops,
             "skipped": entries.skipped, "warnings": noise_warnings(times, settings.runs, settings.threads, busy),
             "results": [asdict(r) for r in entries.results]}
-
-
-def default_encoder(models: list[str]) -> str:
-    from ..models.registry import MODELS, get_config
-
-    eseg_models = [m for m in models if m in MODELS]
-    return get_config(eseg_models[0]).backbone if eseg_models else "tf_efficientnet_lite0"
 
 
 def record_latency(by_key: dict, times: dict, matmul_gflops: float) -> None:
@@ -185,8 +187,7 @@ class Entries:
         settings, key = self.settings, f"{result.model}/{result.backend}"
         self.results.append(result)
         spec = EntrySpec(result.model, result.backend, tuple(settings.size), settings.threads, settings.num_classes,
-                         self.encoder, settings.precision, settings.model_options,
-                         str(self.work_dir / "onnx" / f"{result.model}_{settings.size[0]}x{settings.size[1]}.onnx"))
+                         self.encoder, settings.precision, settings.model_options, self.graph_path(result.model))
         try:
             runnable = spec.prepare(copy.deepcopy(model), self.device)
             x1 = runnable.make_input(1)
@@ -202,6 +203,15 @@ class Entries:
             self.batched[key] = lambda r=runnable, x=xb: r.fn(x)
         self.specs[key] = spec
         self.by_key[key] = result
+
+
+    def graph_path(self, model: str) -> str:
+        """Where a graph variant finds the model's graph: an exported graph's own file, else one
+        exported into the work folder (a path-named model's name made a file name)."""
+        if sniff_graph_format(model):
+            return model
+        name = re.sub(r"[^\w.-]+", "_", model.strip("./")) or "model"
+        return str(self.work_dir / "onnx" / f"{name}_{format_size(self.settings.size)}.onnx")
 
 
 def measure_memory(by_key: dict[str, Result], single: dict, specs: dict, device: torch.device, log) -> None:

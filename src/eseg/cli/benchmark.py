@@ -1,6 +1,7 @@
-"""``eseg benchmark --models ... --size HxW --backends ...``: every model in every variant (eager,
-channels_last, compile, onnxruntime, openvino), timed in one interleaved loop, with latency and
-memory ratios against the reference models."""
+"""``eseg benchmark --models ... --size HxW --backends ...``: every model (registered, peer, or
+trained: a run folder, model folder or exported graph) in every variant (eager, channels_last,
+compile, onnxruntime, openvino), timed in one interleaved loop, with latency and memory ratios
+against the reference models."""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..export.formats import OPENVINO_RUN_PRECISIONS
 
     parser.add_argument("--models", type=options.csv_list, default=list(DEFAULT_MODELS),
-                        help="comma-separated: eseg models (eseg models) and peers: " + ", ".join(PEERS.names()))
-    options.add_size(parser, help="input size", default=(512, 1024))
+                        help="comma-separated: eseg models (eseg models), peers (" + ", ".join(PEERS.names())
+                        + "), and trained models by path: run folders, saved model folders, exported .onnx/.xml graphs")
+    options.add_size(parser, help="input size (default: the first trained model's validated size, else 512x1024)")
     parser.add_argument("--backends", type=options.csv_list, default=["eager"], help="comma-separated: " + ", ".join(variant_names()))
     parser.add_argument("--precision", choices=OPENVINO_RUN_PRECISIONS, default="fp32",
                         help="OpenVINO inference precision (stated in every report; never the CPU's silent default)")
@@ -31,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", help="timm encoder of the smp peers (default: the first eseg model's backbone)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="model option for the eseg models, e.g. --set fpn_repeats=2 (repeatable)")
-    parser.add_argument("--num-classes", type=options.positive_int, default=19, help="classes of every model")
+    parser.add_argument("--num-classes", type=options.positive_int,
+                        help="classes of the registered models and peers (default: the first trained model's, else 19)")
     options.add_device(parser)
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                         help="measure each entry's peak memory (in a fresh process on CPU)")

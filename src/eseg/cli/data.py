@@ -1,6 +1,7 @@
 """``eseg data``: dataset tools.
 
-- ``eseg data synth --out DIR --n N`` writes SyntheticStreets to disk in the generic folder format.
+- ``eseg data synth --out DIR --n N [--format folder|voc|cvat|coco]`` writes SyntheticStreets to
+  disk in eseg's folder layout or as a labelling tool exports it (see :mod:`eseg.data.exports`).
 - ``eseg data convert {voc,cvat,coco} SRC --out DIR`` rewrites a labelling tool's export in the
   folder format (see :mod:`eseg.data.convert`).
 """
@@ -9,23 +10,35 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..data.specs import SYNTHETIC_DEFAULT_SIZE
+from ..data.specs import EXPORT_LAYOUTS, SYNTHETIC_DEFAULT_SIZE
 from ..errors import ConfigError
 from . import options
 
 CONVERT_SOURCES = ("voc", "cvat", "coco")
+FORMAT_NAMES = {"folder": "a folder dataset", "voc": "a Pascal VOC export", "cvat": "a CVAT 'Segmentation mask 1.1' export",
+                "coco": "a COCO JSON export (CVAT 'COCO 1.0')"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    synth = sub.add_parser("synth", help="write the embedded SyntheticStreets dataset as a folder dataset",
-                           description="Write SyntheticStreets in the folder format: images/{train,val}/*.png, "
-                                       "masks/{train,val}/*.png (label ids) and classes.yaml.")
-    synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--n", type=int, required=True, help="total number of images (train + val)")
+    synth = sub.add_parser(
+        "synth", help="write the embedded SyntheticStreets scenes as a folder dataset or a labelling tool's export",
+        description="Write SyntheticStreets to disk: in eseg's folder layout (images/{train,val}/, masks/{train,val}/ "
+                    "with class ids, classes.yaml), or as a labelling tool exports it (voc, cvat, coco), to try "
+                    "the commands for your own data on. Layouts: docs/data.md.")
+    synth.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)")
+    synth.add_argument("--n", type=options.positive_int, required=True, help="total number of images (train + val)")
+    synth.add_argument("--format", choices=EXPORT_LAYOUTS, default="folder",
+                       help="folder: eseg's layout; voc: Pascal VOC (JPEGImages/, palette PNGs, ImageSets/Segmentation "
+                            "train/val lists, labelmap.txt); cvat: CVAT 'Segmentation mask 1.1' (RGB colour masks, "
+                            "labelmap.txt, one pool); coco: COCO JSON as CVAT's 'COCO 1.0' writes it (images/, "
+                            "annotations/instances_default.json with RLE masks, one pool; needs the coco extra)")
     options.add_size(synth, help="image size", default=SYNTHETIC_DEFAULT_SIZE)
     synth.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val (default 0.2)")
+    synth.add_argument("--val-fraction", type=float, default=None,
+                       help="folder and voc: share of images in val (default 0.2; 0: no val split, a flat folder); "
+                            "cvat and coco exports hold one pool: hold images out when training instead")
+    options.add_overwrite(synth, "--out if it exists")
     _add_convert(sub)
 
 
@@ -46,7 +59,7 @@ def _add_convert(sub) -> None:
                                                              "it is not found by itself")
     convert.add_argument("--unannotated", choices=("background", "ignore"), default=None,
                          help="coco: pixels no annotation covers are class 0 'background' (default) or ignored (255)")
-    convert.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    options.add_overwrite(convert, "--out if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,20 +71,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ..data.synthetic import CLASSES, write_folder_dataset
+    from ..data.synthetic import CLASSES, write_dataset
 
+    out = options.output_folder(args.out, args.out)
     start = time.perf_counter()
-    counts = write_folder_dataset(args.out, num_images=args.n, size=args.size, seed=args.seed,
-                                  val_fraction=args.val_fraction)
+    counts = write_dataset(out, num_images=args.n, size=args.size, seed=args.seed, val_fraction=args.val_fraction,
+                           layout=args.format, overwrite=args.overwrite)
     seconds = time.perf_counter() - start
     height, width = args.size
     print(f"wrote SyntheticStreets (seed {args.seed}, {height}x{width}, {len(CLASSES)} classes: {', '.join(CLASSES)}) "
-          f"to {args.out} in {seconds:.1f}s")
+          f"as {FORMAT_NAMES[args.format]} to {out} in {seconds:.1f}s")
     for split, count in counts.items():
-        print(f"  {split}: {count} images in {args.out}/images/{split}, masks in {args.out}/masks/{split}")
-    print(f"  classes: {args.out}/classes.yaml")
-    print(f"use it with: {{type: folder, root: {args.out}}}")
+        print(f"  {split or 'one pool'}: {count} images")
+    print(f"use it with: {{{', '.join(f'{k}: {v}' for k, v in training_spec(args.format, out, counts).items())}}}")
     return 0
+
+
+def training_spec(layout: str, out, counts: dict[str, int]) -> dict:
+    """The data.dataset spec that trains on what synth wrote (a pool or a flat folder needs a
+    held-out share; COCO: every pixel is annotated, so no 'background' class is added)."""
+    spec = {"type": layout, "root": str(out)}
+    if layout == "coco":
+        spec["unannotated"] = "ignore"
+    if "" in counts:
+        spec["val_fraction"] = 0.2
+    return spec
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -82,7 +106,8 @@ def _convert(args: argparse.Namespace) -> int:
         raise ConfigError("--annotations and --unannotated are for coco sources")
     spec.update({k: v for k, v in (("annotations", args.annotations), ("unannotated", args.unannotated)) if v})
     start = time.perf_counter()
-    report = convert_dataset(spec, args.out, val_fraction=args.val_fraction, overwrite=args.overwrite)
+    out = options.output_folder(args.out, args.out)
+    report = convert_dataset(spec, out, val_fraction=args.val_fraction, overwrite=args.overwrite)
     print(f"wrote {args.source_format} export {args.source} to {report.out} in {time.perf_counter() - start:.1f}s "
           f"({len(report.class_names)} classes: {', '.join(report.class_names)})")
     for split, count in report.counts.items():

@@ -1,7 +1,9 @@
 """``eseg predict MODEL --source PATH``: masks, colour masks, overlays and a legend.
 
 MODEL is a run folder, a model folder, an ``.onnx`` or an OpenVINO ``.xml``; the backend follows
-from it. Exit code 1 when some inputs failed (each is named), 2 on a usage error.
+from it. Exit code 1 when some inputs failed (each is named), 2 on a usage error. Under
+``torchrun --nproc_per_node N -m eseg.cli predict ...`` the ranks share the inputs
+(:mod:`eseg.inference.sharding`): rank 0 picks the output folder and prints the summary.
 """
 from __future__ import annotations
 
@@ -10,42 +12,88 @@ import sys
 
 from . import options
 
+SAVE_HELP = ("outputs, comma-separated: masks (class ids, PNG), color (palette PNG), overlay (JPEG), probs "
+             "((C, H, W) float32 .npy); masks alone is the fastest")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run folder, model folder (save_pretrained / checkpoint), .onnx or .xml file")
     parser.add_argument("--source", required=True, help="an image, a folder (searched recursively), a glob, or a video")
     options.add_out(parser, None, "output folder (default: runs/predict, numbered -2, -3... when taken)")
+    parser.add_argument("--save", default="masks,color,overlay", help=SAVE_HELP)
+    parser.add_argument("--save-probs", action="store_true", help="also save probabilities (same as adding probs to --save)")
+    parser.add_argument("--save-frames", action="store_true",
+                        help="for videos, also write every frame's class-id mask (masks/<video>/<frame>.png)")
     parser.add_argument("--palette", help="built-in palette (cityscapes, ade20k, synthetic), a classes YAML with "
                                           "names/colors, or a dataset spec (default: the model's own)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the color mask")
-    parser.add_argument("--save-probs", action="store_true", help="also save (C, H, W) float32 probabilities as .npy")
-    parser.add_argument("--save-frames", action="store_true",
-                        help="for videos, also write every frame's class-id mask (masks/<video>/<frame>.png)")
+    parser.add_argument("--threads", type=options.positive_int,
+                        help="CPU threads of the network (default: the runtime's choice; under torchrun the cores "
+                             "shared by the ranks of a machine)")
+    parser.add_argument("--workers", type=options.positive_int,
+                        help="threads that decode inputs and threads that write outputs (default: 2)")
     options.add_overwrite(parser)
     options.add_progress(parser)
     options.add_inference(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference.predict import parse_save
+    from ..inference.sharding import Shard
+
+    save = parse_save(args.save, probs=args.save_probs)  # a bad --save is named before anything loads
+    shard = Shard.from_env()
+    shard.join()
+    try:
+        return _predict(args, save, shard)
+    finally:
+        shard.leave()
+
+
+def _predict(args: argparse.Namespace, save: tuple[str, ...], shard) -> int:
     from ..inference.palettes import resolve_palette
     from ..inference.predict import predict_sources
     from ..inference.segmenter import Segmenter
-    from ..runtimes import load_runner
     from . import EXIT_OK, EXIT_PARTIAL
 
-    out_dir = options.output_folder(args.out, "runs/predict")
-    runner = load_runner(args.model, args.backend, device=args.device)
+    if args.out:
+        out_dir = options.output_folder(args.out, "runs/predict")
+    else:  # one numbered folder for all ranks, chosen by rank 0
+        out_dir = shard.from_main(options.output_folder(None, "runs/predict") if shard.is_main else None)
+    runner = load_rank_runner(args, shard)
     segmenter = Segmenter(runner, amp=args.amp, **options.segmenter_options(args))
     info = runner.info
     palette, class_names = resolve_palette(args.palette, info.num_classes, info.class_names, info.palette)
     predictor = predict_sources(segmenter, args.source, out_dir, palette=palette, class_names=class_names,
-                                alpha=args.alpha, save_probs=args.save_probs, save_frames=args.save_frames,
-                                overwrite=args.overwrite,
-                                progress=args.progress)
-    print(f"predicted {predictor.successes} of {predictor.total} input(s) with {segmenter}; outputs in {out_dir}")
-    if predictor.failures:
-        print(f"{len(predictor.failures)} input(s) failed:", file=sys.stderr)
-        for _, message in predictor.failures:
-            print(f"  {message}", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+                                alpha=args.alpha, save=save, save_frames=args.save_frames, overwrite=args.overwrite,
+                                progress=args.progress and shard.is_main, shard=shard, workers=args.workers)
+    outcomes = shard.everyone((predictor.successes, predictor.total, predictor.failures))
+    failures = sorted((f for _, _, rank_failures in outcomes for f in rank_failures), key=lambda f: f[0])
+    if shard.is_main:
+        ranks = f" on {shard.world_size} ranks" if shard.distributed else ""
+        print(f"predicted {sum(o[0] for o in outcomes)} of {sum(o[1] for o in outcomes)} input(s) with {segmenter}"
+              f"{ranks}; outputs in {out_dir}")
+        if failures:
+            print(f"{len(failures)} input(s) failed:", file=sys.stderr)
+            for _, message in failures:
+                print(f"  {message}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def load_rank_runner(args: argparse.Namespace, shard):
+    """The runner of this rank: its own GPU under torchrun (torch backend), ``--threads`` CPU
+    threads (under torchrun by default the machine's cores shared by its ranks)."""
+    import torch
+
+    from ..devices import resolve_device
+    from ..runtimes import backend_for, load_runner, model_source
+
+    backend = args.backend or backend_for(model_source(args.model))
+    threads = args.threads or (shard.cpu_threads() if shard.distributed else None)
+    if threads:
+        torch.set_num_threads(threads)
+    device = args.device
+    if backend == "torch" and shard.distributed and device in ("auto", "cuda"):
+        device = str(resolve_device(device, shard.local_rank))
+    extra = {"threads": threads} if threads and backend != "torch" else {}
+    return load_runner(args.model, args.backend, device=device, **extra)

@@ -96,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
     from ..reproduce import load_report, run_claims, write_reports
 
     preset = "quick" if args.quick else "full"
-    args.out = args.out or DEFAULT_OUT[preset]
-    args.work_dir = args.work_dir or DEFAULT_WORK_DIR[preset]
+    # folders that are meant to be reused (docs/, an interrupted run's work dir): checked, never numbered
+    args.out = str(options.output_folder(args.out or DEFAULT_OUT[preset], DEFAULT_OUT[preset]))
+    args.work_dir = str(options.output_folder(args.work_dir or DEFAULT_WORK_DIR[preset], DEFAULT_WORK_DIR[preset],
+                                              "--work-dir"))
     notes = None
     if args.notes:
         if not Path(args.notes).is_file():

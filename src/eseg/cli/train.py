@@ -99,7 +99,7 @@ def train(cfg, run_dir: Path, args: argparse.Namespace, info) -> int:
         if start is not None and start.message:
             print(f"eseg train: {start.message}")
         begun = time.perf_counter()
-        trainer = Trainer(cfg, run_dir, resume=args.resume)
+        trainer = Trainer(cfg, run_dir, resume=args.resume, config_path=args.config)
         if start is not None:
             trainer.hooks.insert(0, first_step_hook(start.committed, trainer))  # before any hook can fail
         metrics = trainer.fit()

@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="model to evaluate instead of the one TARGET implies")
     data = parser.add_argument_group("data (default: what the run recorded)")
     data.add_argument("--data", help="dataset spec YAML (e.g. {type: cityscapes, root: DIR})")
-    data.add_argument("--data-type", help="dataset type: cityscapes, ade20k, folder or synthetic")
+    data.add_argument("--data-type", help="dataset type: synthetic, cityscapes, ade20k, folder, voc, cvat, coco or "
+                                           "huggingface (that one through --data SPEC.yaml: it takes a path, not a "
+                                           "root); docs/data.md")
     data.add_argument("--data-root", help="dataset root folder")
     data.add_argument("--split", help="split to evaluate (default: the run's val split, else val)")
     data.add_argument("--max-images", type=options.positive_int, help="evaluate only the first N images")

@@ -111,9 +111,12 @@ def resolve_classes(classes: Any, root: Path | None, where: str = "classes") -> 
     return {**load_classes_file(path), "source": str(path)}
 
 
-def classes_yaml_text(names, colors, ignore_index: int = 255) -> str:
-    """A classes.yaml (names, colors, ignore_index) as text."""
-    doc = {"names": list(names), "colors": [[int(c) for c in color] for color in colors], "ignore_index": int(ignore_index)}
+def classes_yaml_text(names, colors=None, ignore_index: int = 255) -> str:
+    """A classes.yaml (names, colors unless None, ignore_index) as text."""
+    doc: dict = {"names": list(names)}
+    if colors is not None:
+        doc["colors"] = [[int(c) for c in color] for color in colors]
+    doc["ignore_index"] = int(ignore_index)
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 
 

@@ -10,12 +10,11 @@ training would see), every file is checked first (all problems in one error), th
 A source with splits (VOC lists, COCO files per split) keeps them (``valid`` -> ``val``); a pool
 (CVAT's default.txt, one COCO file) is written flat (``images/``, ``masks/``: split it when
 training with ``val_fraction``), or as train/val with ``val_fraction`` here. The output appears
-only when complete (written to a temporary folder next to it, then renamed).
+only when complete (``exports.staged_folder``: a temporary folder next to it, then renamed).
 """
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ..errors import ConfigError, DataError
 from ..fileio import write_text
 from .classes import classes_yaml_text
 from .coco import split_annotation_files
+from .exports import staged_folder
 from .specs import build_dataset
 from .splits import list_files
 from .voc import LISTS_DIR, POOL_LIST, find_voc_root
@@ -69,8 +69,6 @@ def convert_dataset(spec: dict, out: str | Path, *, val_fraction: float | None =
     if spec.get("type") not in SOURCES:
         raise ConfigError(f"convert reads {', '.join(SOURCES)}, not {spec.get('type')!r}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"{out}: already exists; choose another --out or pass --overwrite to replace it")
     plan = source_splits(spec)
     if plan and val_fraction is not None:
         raise ConfigError(f"{spec['root']}: has its own splits ({', '.join(plan.values())}); --val-fraction is for a "
@@ -78,17 +76,8 @@ def convert_dataset(spec: dict, out: str | Path, *, val_fraction: float | None =
     if not plan:
         plan = {"train": "train", "val": "val"} if val_fraction is not None else {"": "train"}
         spec = {**spec, "val_fraction": val_fraction} if val_fraction is not None else {**spec, "allow_train_val_overlap": True}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        report = _write_all(spec, plan, staging, out)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return report
+    with staged_folder(out, overwrite=overwrite) as staging:
+        return _write_all(spec, plan, staging, out)
 
 
 def _write_all(spec: dict, plan: dict[str, str], staging: Path, out: Path) -> ConvertReport:

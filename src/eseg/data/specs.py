@@ -54,6 +54,7 @@ DATASETS.register("huggingface", "eseg.data.hf:HuggingFaceDataset",
                         *SPLIT_KEYS, *LABEL_KEYS),
                   required=("path",), palette=None)
 
+EXPORT_LAYOUTS = ("folder", "voc", "cvat", "coco")  # the types eseg.data.exports writes (eseg data synth --format)
 SYNTHETIC_DEFAULT_IMAGES = {"train": 1000, "val": 100, "test": 100}
 SYNTHETIC_DEFAULT_SIZE = (256, 512)
 

@@ -36,10 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..fileio import write_png, write_text
 from ..palette import SYNTHETIC_CLASSES, get_palette
 from .base import SegDataset, Transform
-from .classes import classes_yaml_text
 from .specs import SYNTHETIC_DEFAULT_SIZE as DEFAULT_SIZE
 
 CLASSES = SYNTHETIC_CLASSES
@@ -326,38 +324,70 @@ class SyntheticStreets(SegDataset):
         return render_street(sample_rng(self.seed, self.split, index), self.size)
 
 
-
-
-def write_folder_dataset(
+def write_dataset(
     out_dir: str | Path,
     *,
     num_images: int,
     size: tuple[int, int] = DEFAULT_SIZE,
     seed: int = 0,
-    val_fraction: float = 0.2,
+    val_fraction: float | None = None,
+    layout: str = "folder",
+    overwrite: bool = False,
 ) -> dict[str, int]:
-    """Write SyntheticStreets in the generic folder format and return the count per split.
+    """Write SyntheticStreets in ``layout`` (``eseg.data.exports.LAYOUTS``) and return the count per
+    split ('' = one pool or a flat folder).
 
-    Layout: ``images/{train,val}/NNNNNN.png``, ``masks/{train,val}/NNNNNN.png`` (8-bit label PNGs)
-    and ``classes.yaml`` (names, colors, ignore_index). Each file is written atomically. The val
-    split gets ``round(num_images * val_fraction)`` images (at least one when the fraction is > 0),
-    drawn from the 'val' stream so they never repeat a training scene.
+    ``folder`` and ``voc`` get train and val: val holds ``round(num_images * val_fraction)``
+    images (at least one when the fraction is > 0; default 0.2), drawn from the 'val' stream so
+    they never repeat a training scene; with ``val_fraction`` 0 a folder is written flat (voc:
+    train.txt only). ``cvat`` and ``coco`` exports hold one pool (split it when training, with
+    ``val_fraction``): ``num_images`` scenes named ``scene_NNNNNN``. The folder appears only when
+    complete; a non-empty ``out_dir`` needs ``overwrite``.
     """
-    if not 0 <= val_fraction < 1:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    from .exports import POOLED_LAYOUTS, Classes, staged_folder, write_layout
+
+    if layout in POOLED_LAYOUTS and val_fraction:
+        raise ConfigError(f"a {layout} export holds one pool of images, no val split; hold images out when training "
+                          "(data.dataset.val_fraction=0.2) instead of --val-fraction")
+    counts = {"": num_images} if layout in POOLED_LAYOUTS else _split_counts(num_images, val_fraction)
+    classes = Classes(CLASSES, get_palette("synthetic", len(CLASSES)))
+    splits = {split: _labelled(split, count, size, seed) for split, count in counts.items()}
+    with staged_folder(out_dir, overwrite=overwrite) as staging:
+        write_layout(layout, staging, splits, classes)
+    return counts
+
+
+def _split_counts(num_images: int, val_fraction: float | None) -> dict[str, int]:
+    """{'train': n, 'val': m}, or {'': n} (flat) for a fraction of 0."""
+    fraction = 0.2 if val_fraction is None else val_fraction
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {fraction}")
     if num_images < 1:
         raise ConfigError(f"number of images must be >= 1, got {num_images}")
-    out_dir = Path(out_dir)
-    num_val = max(1, round(num_images * val_fraction)) if val_fraction > 0 else 0
-    counts = {"train": num_images - num_val, "val": num_val}
-    if counts["train"] < 1:
-        raise ConfigError(f"{num_images} images with val_fraction {val_fraction} leave no training images")
-    for split, count in counts.items():
-        dataset = SyntheticStreets(split, num_images=max(count, 1), size=size, seed=seed)
-        for index in range(count):
-            image, mask = dataset.load(index)
-            name = f"{index:06d}.png"
-            write_png(out_dir / "images" / split / name, image)
-            write_png(out_dir / "masks" / split / name, mask.astype(np.uint8))
-    write_text(out_dir / "classes.yaml", classes_yaml_text(CLASSES, get_palette("synthetic", len(CLASSES))))
-    return counts
+    if fraction == 0:
+        return {"": num_images}
+    num_val = max(1, round(num_images * fraction))
+    if num_images - num_val < 1:
+        raise ConfigError(f"{num_images} images with val_fraction {fraction} leave no training images")
+    return {"train": num_images - num_val, "val": num_val}
+
+
+def _labelled(split: str, count: int, size: tuple[int, int], seed: int):
+    """The split's scenes as LabelledImage, one at a time (a pool: the 'train' stream as scene_N)."""
+    from .exports import LabelledImage
+
+    dataset = SyntheticStreets(split or "train", num_images=max(count, 1), size=size, seed=seed)
+    for index in range(count):
+        image, mask = dataset.load(index)
+        name = dataset.sample_name(index) if split else f"scene_{index:06d}"
+        yield LabelledImage(name, image, mask.astype(np.uint8))
+
+
+def write_folder_dataset(out_dir: str | Path, *, num_images: int, size: tuple[int, int] = DEFAULT_SIZE, seed: int = 0,
+                         val_fraction: float = 0.2) -> dict[str, int]:
+    """Deprecated: ``write_dataset(..., layout="folder")``."""
+    import warnings
+
+    warnings.warn("eseg.data.write_folder_dataset is deprecated; use eseg.data.synthetic.write_dataset",
+                  DeprecationWarning, stacklevel=2)
+    return write_dataset(out_dir, num_images=num_images, size=size, seed=seed, val_fraction=val_fraction)

@@ -1,7 +1,8 @@
 """Trainer hooks (detectron2's pattern): each does one thing around the training loop.
 
 A hook has ``before_train``, ``before_step``, ``after_step``, ``after_train``, ``on_log(row)``
-(every metrics row the trainer logs) and ``close`` (always called, also after an error). A hook
+(every metrics row the trainer logs), ``on_interrupt`` (a signal stops the run after this step;
+``checkpoints/last`` is saved next) and ``close`` (always called, also after an error). A hook
 is handed what it works with when it is built (e.g. the pictures refreshed after an evaluation
 get the metrics file); the trainer sets ``hook.trainer``. :func:`default_hooks` builds the list
 ``eseg train`` uses and says where their order matters.
@@ -47,6 +48,8 @@ class HookBase:
     def after_train(self) -> None: ...
 
     def on_log(self, row: dict) -> None: ...
+
+    def on_interrupt(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -115,11 +118,22 @@ class MetricsFile(HookBase):
         self._busy += time.perf_counter() - self._step_start
         self._window.append(t.last_loss)
         if t.step % self.interval == 0 or t.step == t.cfg.train.steps:
-            speed = len(self._window) * t.cfg.train.batch_size / max(self._busy, 1e-9)
-            epoch = t.step // max(1, len(t.train_set) // t.cfg.train.batch_size)
-            t.log({"step": t.step, "epoch": epoch, "loss": sum(self._window) / len(self._window), "lr": t.last_lr,
-                   "images_per_s": round(speed, 3), **loss_terms(t)})
-            self._window, self._busy = [], 0.0
+            self.log_window()
+
+    def log_window(self) -> None:
+        """One row: the mean loss of the steps since the last row, the lr and images/s."""
+        t = self.trainer
+        speed = len(self._window) * t.cfg.train.batch_size / max(self._busy, 1e-9)
+        epoch = t.step // max(1, len(t.train_set) // t.cfg.train.batch_size)
+        t.log({"step": t.step, "epoch": epoch, "loss": sum(self._window) / len(self._window), "lr": t.last_lr,
+               "images_per_s": round(speed, 3), **loss_terms(t)})
+        self._window, self._busy = [], 0.0
+
+    def on_interrupt(self) -> None:
+        """The steps since the last row are logged now (the resumed run logs from the next one)."""
+        if self._window:
+            self.log_window()
+        self.write_csv()
 
     def on_log(self, row: dict) -> None:
         if self._handle is not None:
@@ -165,7 +179,8 @@ class TensorBoardLogger(HookBase):
         if self.trainer.info.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.trainer.step or None)
+            step = self.trainer.step  # a resumed run drops the events logged after its checkpoint
+            self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=step + 1 if step else None)
 
     def on_log(self, row: dict) -> None:
         if self.writer is not None:

@@ -20,6 +20,7 @@ import contextlib
 import math
 import os
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,13 @@ from ..config import ExperimentConfig
 from ..errors import CheckpointError, ConfigError, ESegError
 from ..evaluation import PanelWriter, evaluate_model
 from ..models.norm import set_bn_momentum
-from ..paths import CHECKPOINTS, WEIGHTS_FILE
+from ..paths import CHECKPOINTS, RUN_CONFIG, WEIGHTS_FILE
 from . import checkpoint as ckpt
 from . import distributed
 from .bad_data import BadDataReport, collate_batch
 from .bn import sync_bn_buffers
 from .ema import ModelEMA
+from .interrupt import StopSignals, TrainingInterrupted, ignore_sigint, resume_command
 from .losses import build_loss
 from .optim import build_optimizer, build_scheduler
 from .sampling import ResumableBatchSampler, SeededSamples
@@ -87,15 +89,34 @@ def build_datasets(cfg: ExperimentConfig, mean, std) -> tuple:
     return train_set, val_set
 
 
+def image_sizes(dataset, count: int) -> list[tuple[int, int]]:
+    """The distinct sizes (H, W) of the first ``count`` images of ``dataset`` that are not bad
+    files, the most common first, at most ``MAX_RECORDED_SIZES``: from the files' headers, without
+    decoding; datasets whose images are no files (generated, table rows) read their samples."""
+    from ..data.io import header_size
+    from ..models.config import MAX_RECORDED_SIZES
+
+    sizes: Counter = Counter()
+    for index in range(count):
+        if index not in dataset.bad_samples:
+            path = dataset.image_path(index)
+            sizes[header_size(path) if path is not None else tuple(dataset.read_sample(index)[0].shape[:2])] += 1
+    return [size for size, _ in sizes.most_common(MAX_RECORDED_SIZES)]
+
+
 class Trainer:
     """Builds the run from ``cfg`` (see the build_* methods) and trains it with ``fit``.
 
     ``hooks`` defaults to :func:`eseg.engine.hooks.default_hooks`; pass a list to change them.
+    ``config_path``: the config file the run was started from, for the resume command printed
+    when a signal stops the run (default: the run's recorded ``config.yaml``).
     """
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, hooks=None) -> None:
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, hooks=None,
+                 config_path: str | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.config_path = config_path
         self.info = distributed.init_distributed(cfg.train.device)
         if cfg.train.batch_size % self.info.world_size:
             raise ConfigError(f"train.batch_size={cfg.train.batch_size} (global) does not split over "
@@ -115,6 +136,7 @@ class Trainer:
                                     ignore_index=self.train_set.ignore_index).to(self.info.device)
         self.net = self.wrap_distributed()
         self.step, self.best_metric, self.best_step = 0, -math.inf, None
+        self.saved_step: int | None = None  # the step of the latest checkpoints/last this process wrote
         self.best_metrics: dict | None = None  # full metrics of the best evaluation of this process
         self.metrics: dict | None = None  # the latest evaluation
         self.final_metrics: dict | None = None  # the best model's, written by the final report
@@ -145,7 +167,7 @@ class Trainer:
         from ..models.registry import create_model
 
         mcfg, tcfg = self.cfg.model, self.cfg.train
-        options = {**self.cfg.model_options(), **self.train_set.meta.model_fields()}
+        options = {**self.cfg.model_options(), **self.train_set.meta.model_fields(), **self.recorded_sizes()}
         model = create_model(mcfg.name, pretrained_backbone=mcfg.pretrained_backbone,
                              backbone_weights=mcfg.backbone_weights, **options)
         if tcfg.bn_momentum is not None:
@@ -158,6 +180,21 @@ class Trainer:
                                   "are averaged over processes before each evaluation and checkpoint instead")
             model = debias_batchnorm(nn.SyncBatchNorm.convert_sync_batchnorm(model))
         return model.freeze_batchnorm(tcfg.freeze_bn)
+
+    def recorded_sizes(self) -> dict:
+        """What the model's config records of the sizes training really used (export and predict
+        default to them): the train crop, and the validation images' sizes, with ``eval_size``
+        their one size, or None when they vary (see eseg.models.config.validated_size)."""
+        sizes = image_sizes(self.val_set, self.eval_count())
+        recorded = {"train_crop": self.cfg.train_crop()}
+        if sizes:  # none: every val file is bad, and evaluation will say so
+            recorded.update(eval_size=sizes[0] if len(sizes) == 1 else None, val_sizes=sizes)
+        return recorded
+
+    def eval_count(self) -> int:
+        """How many validation images an evaluation uses (``eval.max_images``)."""
+        limit = self.cfg.eval.max_images
+        return len(self.val_set) if limit is None else min(limit, len(self.val_set))
 
     def check_data(self) -> BadDataReport:
         """Every file's header before the first step: broken files are named now, not mid-run."""
@@ -184,7 +221,7 @@ class Trainer:
         workers = cfg.data.num_workers
         return DataLoader(SeededSamples(self.train_set), batch_sampler=sampler, num_workers=workers,
                           collate_fn=collate_batch, pin_memory=self.info.device.type == "cuda",
-                          persistent_workers=workers > 0)
+                          persistent_workers=workers > 0, worker_init_fn=ignore_sigint if workers else None)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -218,6 +255,7 @@ class Trainer:
         state = self.train_state()  # collective: every rank takes part
         if self.info.is_main:
             ckpt.save_checkpoint(self.checkpoint_dir / "last", self.model, state)
+        self.saved_step = self.step
         distributed.barrier(self.info)
 
     def save_best(self, metrics: dict) -> None:
@@ -300,9 +338,7 @@ class Trainer:
         whole set's metrics. ``panels``: a folder for the first ``eval.num_overlays`` panels."""
         from ..data.meta import subset
 
-        limit = self.cfg.eval.max_images
-        count = len(self.val_set) if limit is None else min(limit, len(self.val_set))
-        shard = subset(self.val_set, range(self.info.rank, count, self.info.world_size))
+        shard = subset(self.val_set, range(self.info.rank, self.eval_count(), self.info.world_size))
         writers = []
         if panels is not None and self.info.is_main and self.cfg.eval.num_overlays:
             writers.append(self.panel_writer(panels, self.cfg.eval.num_overlays))
@@ -318,14 +354,26 @@ class Trainer:
                            palette=meta.palette, limit=limit, color_masks=color_masks)
 
     def fit(self) -> dict:
-        """Train to ``train.steps`` and return the final metrics of the best model."""
-        total = self.cfg.train.steps
+        """Train to ``train.steps`` and return the final metrics of the best model. SIGINT or
+        SIGTERM stops it after the step in progress with a checkpoint (see eseg.engine.interrupt)."""
         for hook in self.hooks:
             hook.before_train()
         self.net.train()  # BN stays frozen with train.freeze_bn: the model's train() keeps it so
-        batches = iter(self.train_loader())
         try:
-            while self.step < total:
+            self.run_steps()
+            for hook in self.hooks:
+                hook.after_train()
+        finally:
+            for hook in self.hooks:
+                hook.close()
+        return self.final_metrics or self.best_metrics or {}
+
+    def run_steps(self) -> None:
+        """The steps up to ``train.steps``, each with its hooks; after each, the processes agree
+        whether a signal asked any of them to stop."""
+        with StopSignals() as stop:
+            batches = iter(self.train_loader())  # forked workers get StopSignals' handler: they ignore SIGINT
+            while self.step < self.cfg.train.steps:
                 for hook in self.hooks:
                     hook.before_step()
                 batch = next(batches)
@@ -333,12 +381,23 @@ class Trainer:
                 self.last_loss, self.last_lr = self.train_step(batch)
                 for hook in self.hooks:
                     hook.after_step()
-            for hook in self.hooks:
-                hook.after_train()
-        finally:
-            for hook in self.hooks:
-                hook.close()
-        return self.final_metrics or self.best_metrics or {}
+                if distributed.any_process(stop.requested, self.info):
+                    self.stop_here(stop.received.name if stop.received else "a signal to another process")
+
+    def stop_here(self, reason: str) -> None:
+        """Save ``checkpoints/last`` at this step (unless a hook just did), print how to resume,
+        and raise :class:`~eseg.engine.interrupt.TrainingInterrupted`."""
+        for hook in self.hooks:
+            hook.on_interrupt()
+        if self.saved_step != self.step:
+            self.save_last()
+        info = self.info
+        config = self.config_path or self.run_dir / RUN_CONFIG
+        nodes = max(1, info.world_size // int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size)))
+        command = resume_command(config, self.run_dir, nodes=nodes, processes_per_node=info.world_size // nodes)
+        last = self.checkpoint_dir / "last"
+        self.print(f"eseg train: {reason} at step {self.step}: saved {last}; resume with:\n  {command}")
+        raise TrainingInterrupted(reason, self.step, last, command)
 
     def benchmark(self, steps: int, warmup: int = 3) -> float:
         """Training images/s over ``steps`` steps on one fixed batch (data loading excluded)."""

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import CheckpointError
+from ..inference.pipeline import OrderedJobs
 
 
 class DatasetEvaluator(abc.ABC):
@@ -52,16 +53,15 @@ def inference_on_dataset(segmenter, data, evaluators: Sequence[DatasetEvaluator]
         evaluator.reset()
     bar = _progress(len(loader.dataset), desc) if progress else None
     start, count, skipped = time.perf_counter(), 0, {}
-    try:
-        for items in loader:
-            logits = segmenter.logits_from_tensors([item["image"] for item in items])
-            masks = [out.argmax(dim=0).cpu() for out in logits]
-            for evaluator in evaluators:
-                evaluator.process(items, masks)
-            count += len(items)
-            skipped.update(dict.fromkeys(reason for item in items for reason in item.get("skipped", ())))
-            if bar is not None:
-                bar.update(len(items))
+    try:  # the loader's workers decode ahead; the evaluators run behind the network, in order, on one thread
+        with OrderedJobs(_raise, workers=1) as behind:
+            for items in loader:
+                masks = segmenter.masks_from_tensors([item["image"] for item in items])
+                behind.submit(None, _process, evaluators, items, masks)
+                count += len(items)
+                skipped.update(dict.fromkeys(reason for item in items for reason in item.get("skipped", ())))
+                if bar is not None:
+                    bar.update(len(items))
     finally:
         if bar is not None:
             bar.close()
@@ -72,6 +72,17 @@ def inference_on_dataset(segmenter, data, evaluators: Sequence[DatasetEvaluator]
     results.update(num_images=count, seconds=round(seconds, 3), mode=segmenter.mode, skipped=list(skipped),
                    images_per_s=round(count / seconds, 3) if seconds > 0 else None)
     return results
+
+
+def _process(evaluators: Sequence[DatasetEvaluator], items: list[dict], masks: list) -> None:
+    as_tensors = [torch.from_numpy(mask).long() for mask in masks]
+    for evaluator in evaluators:
+        evaluator.process(items, as_tensors)
+
+
+def _raise(_, error: BaseException | None) -> None:
+    if error is not None:
+        raise error
 
 
 def _progress(total: int, desc: str):

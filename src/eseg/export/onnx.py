@@ -3,7 +3,8 @@
 The graph is exported with ``dynamo=False``: it records the model's shape arithmetic, so with
 ``dynamic`` the padding is computed from the input shape inside the graph (the dynamo exporter
 needs ``onnxscript``, not a dependency). The model's :class:`~eseg.runtimes.ModelInfo` is stored
-in the metadata, so :class:`~eseg.runtimes.onnxruntime.OnnxRunner` needs nothing else.
+in the metadata, its output contract (``lowres`` or ``full``) included, so
+:class:`~eseg.runtimes.onnxruntime.OnnxRunner` needs nothing else.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from ..errors import CheckpointError, ConfigError, ESegError
 from ..evaluation.context import inference_context
 from ..imports import require
 from ..models.base import SegmentationModel
-from ..runtimes.info import META_INPUT_SIZE, ModelInfo
+from ..models.padding import padded_size
+from ..runtimes.info import META_INPUT_SIZE, OUTPUT_FULL, OUTPUT_LOWRES, OUTPUTS, ModelInfo
 from ..runtimes.onnxruntime import INPUT_NAME, OUTPUT_NAME
 from .formats import OPSET, QUANT_MODES
 
@@ -30,11 +32,50 @@ def require_onnx():
     return require("onnx", "onnx", "ONNX export")
 
 
-def export_metadata(model: torch.nn.Module, fixed_size: tuple[int, int] | None) -> dict[str, str]:
-    """eseg's metadata for an exported graph; a benchmark peer (no eseg config) gets only its size."""
+def export_metadata(model: torch.nn.Module, fixed_size: tuple[int, int] | None, output: str = OUTPUT_FULL,
+                    output_stride: int | None = None) -> dict[str, str]:
+    """eseg's metadata for an exported graph (its :class:`ModelInfo`, output contract included);
+    a benchmark peer (no eseg config) gets only its size."""
     if not isinstance(model, SegmentationModel):
         return {META_INPUT_SIZE: "dynamic" if fixed_size is None else f"{fixed_size[0]}x{fixed_size[1]}"}
-    return ModelInfo(model.config, model.input_stride, fixed_size).to_metadata()
+    return ModelInfo(model.config, model.input_stride, fixed_size, output=output, output_stride=output_stride,
+                     align_corners=False).to_metadata()  # forward's last resize: models.layers.resize_like
+
+
+class LowResolutionGraph(torch.nn.Module):
+    """What a ``lowres`` graph computes: the model's :meth:`~SegmentationModel.forward_lowres`."""
+
+    def __init__(self, model: SegmentationModel, static_shapes: bool) -> None:
+        super().__init__()
+        self.model, self.static_shapes = model, static_shapes
+        # the exporter puts the traced module back in its own mode, recursively: let that be the model's
+        self.training = model.training
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_lowres(images, self.static_shapes)
+
+
+def lowres_output_stride(model: SegmentationModel, size: tuple[int, int]) -> int:
+    """The stride of the head's logits in the padded input, measured at ``size``."""
+    padded = padded_size(*size, model.input_stride)
+    with torch.no_grad(), inference_context(model):
+        low = model.forward_lowres(torch.zeros(1, 3, *size)).shape[-2:]
+    if padded[0] % low[0] or padded[0] // low[0] != padded[1] // low[1] or padded[1] % low[1]:
+        raise ConfigError(f"{type(model).__name__}'s logits ({low[0]}x{low[1]} for a padded {padded[0]}x{padded[1]} "
+                          "input) have no single stride; export it with --full-resolution")
+    return padded[0] // low[0]
+
+
+def traced_module(model: torch.nn.Module, dummy: torch.Tensor, dynamic: bool, output: str):
+    """(module, inputs) to trace: a fixed-size eseg graph gets ``static_shapes`` (constant sizes,
+    no zero pad or identity crop: models.padding); a peer's forward takes only the images."""
+    eseg_model = isinstance(model, SegmentationModel)
+    if output == OUTPUT_LOWRES:
+        if not eseg_model:
+            raise ConfigError(f"{type(model).__name__} is not an eseg model: only its full-resolution output "
+                              "can be exported")
+        return LowResolutionGraph(model, static_shapes=not dynamic), (dummy,)
+    return model, ((dummy, True) if eseg_model and not dynamic else (dummy,))
 
 
 def export_onnx(
@@ -44,30 +85,36 @@ def export_onnx(
     size: tuple[int, int],
     dynamic: bool = False,
     opset: int = OPSET,
+    output: str = OUTPUT_FULL,
 ) -> Path:
     """Write ``model`` as ONNX (input ``images`` (N, 3, H, W) normalized, output ``logits``).
 
     The batch axis is always dynamic; H and W are too with ``dynamic``, else the graph is for
-    ``size``. The model config goes into the metadata and the file passes ``onnx.checker``.
+    ``size``. ``output`` is the contract (:mod:`eseg.runtimes.info`): ``full``, the model's
+    forward (this function's default: the module as it is), or ``lowres``, the head's logits of
+    the padded input (``eseg export``'s default). The model config and the contract go into the
+    metadata and the file passes ``onnx.checker``.
     """
     onnx = require_onnx()
+    if output not in OUTPUTS:
+        raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     path = Path(path)
     dummy = torch.randn(1, 3, *size)
-    # a fixed-size eseg graph is traced with static_shapes: constant sizes, no zero pad or identity
-    # crop (models.padding); a peer's forward takes only the images
-    inputs = (dummy, True) if isinstance(model, SegmentationModel) and not dynamic else (dummy,)
+    module, inputs = traced_module(model, dummy, dynamic, output)
+    stride = lowres_output_stride(model, size) if output == OUTPUT_LOWRES else None
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
+    out_axes = {0: "batch", 2: "logit_height", 3: "logit_width"} if dynamic and stride else axes
     with fileio.atomic_path(path) as tmp, warnings.catch_warnings():
         # the tracer warns about every shape-to-int conversion; parity is checked explicitly instead
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         with torch.no_grad(), inference_context(model):  # eval mode while traced, the caller's mode after
             torch.onnx.export(
-                model, inputs, str(tmp), dynamo=False, opset_version=opset, do_constant_folding=True,
+                module, inputs, str(tmp), dynamo=False, opset_version=opset, do_constant_folding=True,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: out_axes},
             )
         proto = onnx.load(str(tmp))
-        set_metadata(proto, export_metadata(model, None if dynamic else size))
+        set_metadata(proto, export_metadata(model, None if dynamic else size, output, stride))
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
     return path

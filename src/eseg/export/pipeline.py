@@ -4,15 +4,22 @@ Every export goes through the fp32 ONNX graph, which is checked against PyTorch 
 requested format and precision are then made from it and checked again (max |logit difference|
 within a stated tolerance, argmax agreement, and for int8 the mIoU change on validation images).
 Everything is written into a temporary folder beside the output and moved into place only when
-every check passed, so a failed export leaves no file behind.
+every check passed (an OpenVINO graph and its weights together, or neither), so a failed export
+leaves no file behind, nor a folder it made.
+
+The graph's size defaults to the one size the model was validated at (a dynamic graph when its
+validation images varied in size: :func:`export_size`); ``--out`` names are
+:func:`~.formats.graph_out_path`'s.
 
 :class:`Exporter` holds one export: the model, the request, and what it made (each checked
 graph with its parity, and for int8 the mIoU scores).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,8 +28,9 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..runtimes.info import OUTPUT_FULL, OUTPUT_LOWRES, OUTPUTS
 from ..sizes import format_size
-from .formats import FORMATS, OPSET, QUANT_MODES
+from .formats import FORMATS, OPSET, QUANT_MODES, graph_out_path, sniff_graph_format
 from .parity import PARITY_ATOL, check_parity, format_parity, parity_sizes
 
 TOLERANCES = {"fp32": PARITY_ATOL, "fp16": 5e-2, "bf16": 0.25, "int8": None}  # None: reported, not judged
@@ -45,6 +53,7 @@ class ExportRequest:
     threads: int | None = None
     out: str | None = None
     overwrite: bool = False
+    output: str = OUTPUT_LOWRES  # the output contract (eseg.runtimes.info); --full-resolution: OUTPUT_FULL
 
 
 @dataclass
@@ -91,24 +100,35 @@ class Exporter:
     def write(self) -> Path:
         """Make and check every graph in a temporary folder beside :attr:`out`, then move the
         requested one into place."""
-        out = self.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".eseg-export-") as tmp_dir:
-            work = Path(tmp_dir)
-            final = self.convert(self.export_fp32(work), work)
-            move_into_place(final.path, out)
-        self.log(f"wrote {out}" + (f" and {out.with_suffix('.bin')}" if out.suffix == ".xml" else ""))
-        return out
+        graph = FORMATS[self.request.format]
+        created = missing_folders(self.out.parent)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.out.parent, prefix=".eseg-export-") as tmp_dir:
+                work = Path(tmp_dir)
+                final = self.convert(self.export_fp32(work), work)
+                (work / "previous").mkdir()
+                move_into_place(graph.files(final.path), graph.files(self.out), work / "previous")
+        except BaseException:
+            for folder in created:  # deepest first: the folders this export made, if still empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        self.log("wrote " + " and ".join(str(p) for p in reversed(graph.files(self.out))))
+        return self.out
 
     def export_fp32(self, work: Path) -> Stage:
         from .onnx import export_onnx, simplify_onnx
 
         request = self.request
-        path = export_onnx(self.model, work / "model.onnx", size=self.size, dynamic=request.dynamic, opset=request.opset)
+        path = export_onnx(self.model, work / "model.onnx", size=self.size, dynamic=request.dynamic, opset=request.opset,
+                           output=request.output)
         if request.simplify:
             simplify_onnx(path)
-        self.log(f"exported {'a dynamic H x W' if request.dynamic else f'a {format_size(self.size)}'} graph; "
-                 "parity vs PyTorch:")
+        output = ("full-resolution logits" if request.output == OUTPUT_FULL else "low-resolution logits (the masks: "
+                  "their exact upsampled argmax; --full-resolution for full-resolution logits)")
+        self.log(f"exported {'a dynamic H x W' if request.dynamic else f'a {format_size(self.size)}'} graph "
+                 f"with {output}; parity vs PyTorch:")
         return self.judge(self.onnx_stage("onnx fp32", "fp32", path))
 
     def onnx_stage(self, label: str, precision: str, path: Path) -> Stage:
@@ -127,7 +147,7 @@ class Exporter:
 
     def judge(self, stage: Stage) -> Stage:
         """Parity at the checked sizes; CheckpointError when it misses the precision's tolerance."""
-        stage.parity = check_parity(self.model, stage.runner, self.checked_sizes)
+        stage.parity = check_parity(self.model, stage.runner, self.checked_sizes, full_runner=self.full_reference(stage))
         tolerance = TOLERANCES[stage.precision]
         self.log(format_parity(stage.label, stage.parity, tolerance))
         worst = max(r["max_abs_diff"] for r in stage.parity)
@@ -139,6 +159,28 @@ class Exporter:
             self.log(f"  note: {stage.label} logits differ by more than {tolerance:g}, argmax agreement "
                      f"{100 * agreement:.2f}% is kept")
         return stage
+
+    def full_reference(self, stage: Stage):
+        """A low-resolution graph's reference: the same backend's full-resolution graph at the
+        same precision, made beside it (None for a full-resolution or an int8 graph)."""
+        if self.request.output == OUTPUT_FULL or stage.precision == "int8":
+            return None
+        from .onnx import convert_fp16, export_onnx
+
+        work, threads = stage.path.parent, self.request.threads
+        full = work / "full.onnx"
+        if not full.exists():
+            export_onnx(self.model, full, size=self.size, dynamic=self.request.dynamic, opset=self.request.opset)
+        if stage.path.suffix == ".xml":
+            from ..runtimes.openvino import OpenVINORunner
+            from .openvino import save_openvino
+
+            xml = save_openvino(full, work / f"full.{stage.precision}.xml", precision=stage.precision)
+            return OpenVINORunner(xml, threads=threads)
+        from ..runtimes.onnxruntime import OnnxRunner
+
+        return OnnxRunner(convert_fp16(full, work / "full.fp16.onnx") if stage.precision == "fp16" else full,
+                          threads=threads)
 
     def convert(self, fp32: Stage, work: Path) -> Stage:
         """The requested format and precision, made from the checked fp32 ONNX graph."""
@@ -216,6 +258,8 @@ def check_request(request: ExportRequest) -> None:
         raise ConfigError(f"--precision {request.precision} is not available for {request.format}; use one of {', '.join(allowed)}")
     if request.quantize_mode not in QUANT_MODES:
         raise ConfigError(f"--quantize-mode {request.quantize_mode!r} is not one of {', '.join(QUANT_MODES)}")
+    if request.output not in OUTPUTS:
+        raise ConfigError(f"output {request.output!r} is not one of {', '.join(OUTPUTS)}")
     if request.format == "openvino" and request.precision == "int8" and request.quantize_mode != "static":
         raise ConfigError("OpenVINO int8 is calibrated (static) quantization; drop --quantize-mode dynamic")
 
@@ -235,18 +279,57 @@ def export_model(request: ExportRequest, log: Callable[[str], None] = print) -> 
     from ..paths import resolve_model_path
 
     check_request(request)
+    if sniff_graph_format(request.model):
+        raise ConfigError(f"'{request.model}' is already an exported graph; export from the model or run folder")
     model_path = resolve_model_path(request.model)
-    if model_path.suffix in (".onnx", ".xml"):
-        raise ConfigError(f"'{model_path}' is already an exported graph; export from the model or run folder")
     model = load_model(model_path).eval()
-    size = tuple(request.size or model.config.eval_size)
-    out = Path(request.out) if request.out else default_out(request, model_path, size)
-    if out.exists() and not request.overwrite:
-        raise ConfigError(f"'{out}' already exists; pass --overwrite to replace it or choose another --out")
+    size, dynamic = export_size(request, model.config, log)
+    request = replace(request, size=size, dynamic=dynamic)
+    out = graph_out_path(request.out, request.format) if request.out else default_out(request, model_path, size)
+    check_out_free(out, request)
     if request.threads:
         torch.set_num_threads(request.threads)
     data = int8_data(request, model, model_path, size) if request.precision == "int8" else None
     return Exporter(model, request, size, out, log, data).write()
+
+
+def export_size(request: ExportRequest, config, log: Callable[[str], None]) -> tuple[tuple[int, int], bool]:
+    """The graph's size (a dynamic graph's: the size it is traced and first checked at) and
+    whether it is dynamic. By default: the one size the model was validated at, or a dynamic
+    graph when its validation images varied in size. A fixed size other than the validated one
+    is exported as asked, with a warning."""
+    from ..models.config import validated_size
+
+    validated, recorded = validated_size(config), config.val_sizes is not None
+    if request.size is None and not request.dynamic and not recorded:
+        log("note: the model records no validation sizes (saved before eseg recorded them, or never trained); "
+            + (f"using its eval_size {format_size(config.eval_size)}; pass --size HxW (or --dynamic) for another"
+               if config.eval_size is not None else "exporting a dynamic graph"))
+    dynamic = request.dynamic or (request.size is None and validated is None)
+    if dynamic and not request.dynamic and recorded:
+        log(f"the model's validation images varied in size ({described_sizes(config.val_sizes or [])}): exporting "
+            "a dynamic graph (pass --size HxW for a fixed one)")
+    size = tuple(request.size or validated or (config.val_sizes or [None])[0] or config.eval_size or config.train_crop)
+    if not dynamic and recorded and size != validated:
+        advice = f"drop --size to export at {format_size(validated)}" if validated else "or use --dynamic"
+        warnings.warn(f"exporting a fixed {format_size(size)} graph, but the model was validated at "
+                      f"{described_sizes(config.val_sizes)}: images are resized to {format_size(size)} and its "
+                      f"accuracy may differ from validation's; {advice}", stacklevel=2)
+    return size, dynamic
+
+
+def described_sizes(sizes) -> str:
+    return ", ".join(format_size(s) for s in sizes) or "no recorded size"
+
+
+def check_out_free(out: Path, request: ExportRequest) -> None:
+    """Every file the export writes must be free (or --overwrite given), and none a folder."""
+    for path in FORMATS[request.format].files(out):
+        if path.is_dir():
+            raise ConfigError(f"'{path}' is a folder, and the export would write a file of that name; to write "
+                              f"into it, end --out in '/' (--out {path}/)")
+        if path.exists() and not request.overwrite:
+            raise ConfigError(f"'{path}' already exists; pass --overwrite to replace it or choose another --out")
 
 
 def int8_data(request: ExportRequest, model, model_path: Path, size) -> Int8Data:
@@ -265,8 +348,34 @@ def int8_data(request: ExportRequest, model, model_path: Path, size) -> Int8Data
     return Int8Data(val=val_set, calib=calib_set, name=spec.get("type"))
 
 
-def move_into_place(final: Path, out: Path) -> None:
-    """The checked graph (and an OpenVINO graph's weights file) onto ``out``, weights first."""
-    if final.suffix == ".xml":
-        os.replace(final.with_suffix(".bin"), out.with_suffix(".bin"))
-    os.replace(final, out)
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def move_into_place(made: list[Path], targets: list[Path], aside: Path) -> None:
+    """Each made file onto its target, all or none: targets that exist are first moved into the
+    folder ``aside`` (on the same file system) and are put back if any move fails, so an
+    OpenVINO graph and its weights are never mixed with a previous export's."""
+    set_aside: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for number, target in enumerate(targets):
+            if target.exists():
+                set_aside.append((aside / f"previous-{number}", target))
+                os.replace(target, set_aside[-1][0])
+        for source, target in zip(made, targets):
+            os.replace(source, target)
+            placed.append(target)
+    except BaseException as exc:
+        for target in placed:
+            target.unlink(missing_ok=True)
+        for previous, target in set_aside:
+            os.replace(previous, target)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"cannot write '{targets[-1]}': {exc}; nothing was written") from exc
+        raise

@@ -19,7 +19,8 @@ pixel, ties included:
   ``h0 * (w0 * x00 + w1 * x01) + h1 * (w0 * x10 + w1 * x11)``, with or without the fused
   multiply-adds the compiler puts there (x86 AVX2/AVX512 and ARM builds fuse; the generic build
   does not). Which one this process's torch uses is found once by a probe
-  (:func:`kernel_arithmetic`).
+  (:func:`kernel_arithmetic`). Only the classes that can win in a cell are computed: one below
+  another at all four corners by more than the margin cannot.
 - Where torch runs another kernel (tiny outputs, 3 classes on one thread, channels-last logits),
   where the probe matches neither arithmetic, or where the logits are not finite, the rule calls
   torch's own interpolate on the whole image (:func:`reference_mask`); so it does where more than
@@ -69,7 +70,8 @@ class Upsample:
             raise ValueError(f"an upsample to {self.size} cannot be cropped to {self.crop}")
 
     @classmethod
-    def model_forward(cls, image_size: tuple[int, int], input_stride: int, *, align_corners: bool = False) -> "Upsample":
+    def model_forward(cls, image_size: tuple[int, int], input_stride: int, *,
+                      align_corners: bool = False) -> "Upsample":
         """The model's forward: the image padded to a multiple of ``input_stride`` (the one
         padding rule), logits resized to the padded size, cropped to the image."""
         return cls(padded_size(*image_size, input_stride), tuple(image_size), align_corners)

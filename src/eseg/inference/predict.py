@@ -1,26 +1,39 @@
 """``eseg predict`` as a library: sources in, masks, colour masks, overlays and a legend out.
 
-One bad input never stops the others: it is reported, counted, and the command exits 1.
+Decoding, the network and writing overlap (:mod:`eseg.inference.pipeline`); outputs keep their
+names whatever order they finish in. ``save`` chooses the outputs (:data:`SAVE_CHOICES`): class-id
+masks (PNG, mode L; 16-bit past 256 classes), colour masks (palette PNGs: the ids and the
+palette), overlays (JPEG: a blend over a photo; lossless PNG costs 140x the time, see
+docs/benchmark.md) and probabilities (``.npy``). Masks alone never colour anything.
+
+One bad input never stops the others: it is reported, counted, and the command exits 1. Under
+torchrun each rank predicts its :class:`~eseg.inference.sharding.Shard` of the sorted inputs.
 """
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import fileio
-from ..data.io import IMAGE_EXTENSIONS, as_rgb
-from ..data.transforms import normalize
+from ..data.io import IMAGE_EXTENSIONS
 from ..errors import ConfigError, DataError
+from .pipeline import OrderedJobs, read_ahead, stream
 from .segmenter import Segmenter
+from .sharding import Shard
 from .video import VIDEO_EXTENSIONS, VideoWriter, is_video, read_video
 
 MASK_DIR, COLOR_DIR, OVERLAY_DIR, PROB_DIR = "masks", "color", "overlay", "probs"
 LEGEND_FILE = "legend.png"
+SAVE_CHOICES = ("masks", "color", "overlay", "probs")
+DEFAULT_SAVE = ("masks", "color", "overlay")
+OUTPUT_PNG_LEVEL = 1  # zlib level of masks and colour masks: measured in docs/benchmark.md
+OVERLAY_SUFFIX, OVERLAY_JPEG_QUALITY = ".jpg", 90
 
 
 def collect_sources(source: str | Path) -> list[tuple[Path, Path]]:
@@ -56,17 +69,26 @@ def unique_stems(items: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     return [(f, rel.with_suffix("") if counts[rel.with_suffix("")] == 1 else rel) for f, rel in items]
 
 
-def output_paths(out_dir: Path, stem: Path, *, video: bool, save_probs: bool) -> dict[str, Path]:
+def parse_save(text: str | Iterable[str], *, probs: bool = False) -> tuple[str, ...]:
+    """``"masks,color"`` (or a list of names) -> the outputs in :data:`SAVE_CHOICES` order;
+    ``probs`` adds probabilities (``--save-probs``)."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in SAVE_CHOICES]
+    if unknown or not names:
+        raise ConfigError(f"--save '{text if isinstance(text, str) else ','.join(names)}': name one or more of "
+                          f"{', '.join(SAVE_CHOICES)}, comma-separated (e.g. --save masks,color)")
+    return tuple(n for n in SAVE_CHOICES if n in names or (probs and n == "probs"))
+
+
+def output_paths(out_dir: Path, stem: Path, *, video: bool, save: Iterable[str] = DEFAULT_SAVE) -> dict[str, Path]:
+    """Where each chosen output of one input goes."""
     if video:  # per-frame masks, when asked for, go to masks/<stem>/<frame>.png
-        return {"color": out_dir / COLOR_DIR / f"{stem}.mp4", "overlay": out_dir / OVERLAY_DIR / f"{stem}.mp4"}
-    paths = {
-        "mask": out_dir / MASK_DIR / f"{stem}.png",
-        "color": out_dir / COLOR_DIR / f"{stem}.png",
-        "overlay": out_dir / OVERLAY_DIR / f"{stem}.png",
-    }
-    if save_probs:
-        paths["probs"] = out_dir / PROB_DIR / f"{stem}.npy"
-    return paths
+        paths = {"color": out_dir / COLOR_DIR / f"{stem}.mp4", "overlay": out_dir / OVERLAY_DIR / f"{stem}.mp4"}
+    else:
+        paths = {"masks": out_dir / MASK_DIR / f"{stem}.png", "color": out_dir / COLOR_DIR / f"{stem}.png",
+                 "overlay": out_dir / OVERLAY_DIR / f"{stem}{OVERLAY_SUFFIX}",
+                 "probs": out_dir / PROB_DIR / f"{stem}.npy"}
+    return {kind: path for kind, path in paths.items() if kind in save}
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -74,142 +96,187 @@ def save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
-class Predictor:
-    """Runs ``eseg predict``: one Segmenter, one palette, one output folder."""
+def save_jpeg(path: Path, image: np.ndarray, quality: int = OVERLAY_JPEG_QUALITY) -> None:
+    from PIL import Image
 
-    def __init__(self, segmenter: Segmenter, out_dir: Path, *, palette: np.ndarray,
-                 alpha: float = 0.5, save_probs: bool = False, save_frames: bool = False) -> None:
+    with fileio.atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="JPEG", quality=quality)
+
+
+def write_mask(path: Path, mask: np.ndarray) -> None:
+    fileio.write_png(path, mask if mask.dtype == np.uint8 else mask.astype(np.uint16), compress_level=OUTPUT_PNG_LEVEL)
+
+
+@dataclass(frozen=True)
+class Look:
+    """How colour masks and overlays are drawn."""
+
+    palette: np.ndarray
+    alpha: float = 0.5
+
+
+def write_image_outputs(look: Look, image: np.ndarray, mask: np.ndarray, logits, paths: dict[str, Path]) -> None:
+    """One image's outputs (a job on the write threads): each is computed only when chosen."""
+    from ..viz import overlay, save_color_mask
+
+    if "masks" in paths:
+        write_mask(paths["masks"], mask)
+    if "color" in paths:
+        save_color_mask(mask, look.palette, paths["color"], compress_level=OUTPUT_PNG_LEVEL)
+    if "overlay" in paths:
+        save_jpeg(paths["overlay"], overlay(image, mask, look.palette, alpha=look.alpha))
+    if "probs" in paths:
+        save_npy(paths["probs"], torch.softmax(logits.float(), dim=0).cpu().numpy().astype(np.float32))
+
+
+class Predictor:
+    """Runs ``eseg predict``: one Segmenter, one look, one output folder, one choice of outputs."""
+
+    def __init__(self, segmenter: Segmenter, out_dir: Path, *, palette: np.ndarray, alpha: float = 0.5,
+                 save: Iterable[str] = DEFAULT_SAVE, save_probs: bool = False, save_frames: bool = False,
+                 workers: int | None = None) -> None:
         self.segmenter = segmenter
         self.out_dir = out_dir
-        self.palette = palette
-        self.alpha = alpha
-        self.save_probs = save_probs
+        self.look = Look(palette, alpha)
+        self.save = parse_save(list(save), probs=save_probs)
         self.save_frames = save_frames
+        self.workers = workers
         self.failures: list[tuple[Path, str]] = []
         self.successes = 0
         self.total = 0
+        self.bar = None
 
-    def _fail(self, path: Path, exc: BaseException, bar) -> None:
+    def _fail(self, path: Path, exc: BaseException) -> None:
         message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
         self.failures.append((path, message))
-        (bar.write if bar is not None else print)(f"warning: skipped {message}", file=sys.stderr)
+        (self.bar.write if self.bar is not None else print)(f"warning: skipped {message}", file=sys.stderr)
 
-    def write_image_outputs(self, image: np.ndarray, logits: torch.Tensor, paths: dict[str, Path]) -> None:
-        from ..viz import colorize, overlay
+    def _advance(self, count: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
 
-        mask = self.segmenter.to_mask(logits)
-        fileio.write_png(paths["mask"], mask if mask.dtype == np.uint8 else mask.astype(np.uint16))
-        fileio.write_png(paths["color"], colorize(mask, self.palette))
-        fileio.write_png(paths["overlay"], overlay(image, mask, self.palette, alpha=self.alpha))
-        if "probs" in paths:
-            save_npy(paths["probs"], torch.softmax(logits.float(), dim=0).cpu().numpy().astype(np.float32))
+    def _written(self, path: Path, error: BaseException | None) -> None:
+        if error is None:
+            self.successes += 1
+        else:
+            self._fail(path, error)
+        self._advance()
 
-    def run_images(self, items: list[tuple[Path, Path]], bar) -> None:
-        batch_size = self.segmenter.batch_size
-        for start in range(0, len(items), batch_size):
-            loaded = []
-            for path, stem in items[start : start + batch_size]:
-                try:
-                    loaded.append((path, stem, as_rgb(path)))
-                except (DataError, OSError) as exc:
-                    self._fail(path, exc, bar)
-                    if bar is not None:
-                        bar.update(1)
-            if loaded:
-                tensors = [normalize(image, self.segmenter.info.mean, self.segmenter.info.std) for _, _, image in loaded]
-                logits = self.segmenter.logits_from_tensors(tensors)
-                for (path, stem, image), out in zip(loaded, logits):
-                    try:
-                        self.write_image_outputs(image, out, output_paths(self.out_dir, stem, video=False, save_probs=self.save_probs))
-                        self.successes += 1
-                    except OSError as exc:
-                        self._fail(path, exc, bar)
-                    if bar is not None:
-                        bar.update(1)
+    def run_images(self, items: list[tuple[Path, Path]]) -> None:
+        """Every image, decoded ahead of the network and written behind it."""
+        with OrderedJobs(self._written, workers=self.workers) as queue:
+            for result in stream(self.segmenter, [path for path, _ in items], logits="probs" in self.save,
+                                 workers=self.workers):
+                path, stem = items[result.index]
+                if result.error is not None:
+                    self._fail(path, result.error)
+                    self._advance()
+                    continue
+                paths = output_paths(self.out_dir, stem, video=False, save=self.save)
+                queue.submit(path, write_image_outputs, self.look, result.image, result.mask, result.logits, paths)
 
-    def run_video(self, path: Path, stem: Path, bar) -> None:
-        """Colour and overlay videos (and per-frame masks with ``save_frames``); the progress bar
-        counts frames. A broken stream is reported and the other inputs go on."""
-        paths = output_paths(self.out_dir, stem, video=True, save_probs=False)
-        writers: list[VideoWriter] = []
+    def run_video(self, path: Path, stem: Path) -> None:
+        """Colour and overlay videos (and per-frame masks with ``save_frames``): a decode thread,
+        the network here, an encode thread; the progress bar counts frames. A broken stream is
+        reported and the other inputs go on."""
+        paths = output_paths(self.out_dir, stem, video=True, save=self.save)
+        writers: dict[str, VideoWriter] = {}
         ok = False
         try:
             fps, _, frames = read_video(path)
-            writers = [VideoWriter(paths["color"], fps), VideoWriter(paths["overlay"], fps)]
-            if self._write_frames(frames, writers, stem, bar) == 0:
+            writers = {kind: VideoWriter(target, fps) for kind, target in paths.items()}
+            if self._write_frames(read_ahead(frames, 2 * self.segmenter.batch_size), writers, stem) == 0:
                 raise DataError(f"{path}: the video has no frames")
             ok = True
             self.successes += 1
         except (DataError, OSError, RuntimeError) as exc:
-            self._fail(path, exc if isinstance(exc, DataError) else DataError(f"{path}: cannot read video ({exc})"), bar)
+            self._fail(path, exc if isinstance(exc, DataError) else DataError(f"{path}: cannot read video ({exc})"))
         finally:
-            for writer in writers:
+            for writer in writers.values():
                 writer.close(ok)
 
-    def _write_frames(self, frames, writers: list[VideoWriter], stem: Path, bar) -> int:
-        from ..viz import colorize, overlay
-
+    def _write_frames(self, frames, writers: dict[str, VideoWriter], stem: Path) -> int:
         count = 0
-        for batch in _chunks(frames, self.segmenter.batch_size):
-            for frame, mask in zip(batch, self.segmenter.predict_batch(batch)):
-                writers[0].append(colorize(mask, self.palette))
-                writers[1].append(overlay(frame, mask, self.palette, alpha=self.alpha))
-                if self.save_frames:
-                    fileio.write_png(self.out_dir / MASK_DIR / stem / f"{count:06d}.png",
-                                     mask if mask.dtype == np.uint8 else mask.astype(np.uint16))
+        with OrderedJobs(_frame_written, workers=1, depth=2 * self.segmenter.batch_size) as queue:
+            for result in stream(self.segmenter, frames, decode=np.asarray, workers=self.workers):
+                frame_png = self.out_dir / MASK_DIR / stem / f"{count:06d}.png" if self.save_frames else None
+                queue.submit(None, self._write_frame, writers, result.image, result.mask, frame_png)
                 count += 1
-            if bar is not None:
-                bar.update(len(batch))
+                self._advance()
         return count
 
+    def _write_frame(self, writers: dict[str, VideoWriter], frame: np.ndarray, mask: np.ndarray,
+                     frame_png: Path | None) -> None:
+        from ..viz import colorize, overlay
 
-def _chunks(items, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        if "color" in writers:
+            writers["color"].append(colorize(mask, self.look.palette))
+        if "overlay" in writers:
+            writers["overlay"].append(overlay(frame, mask, self.look.palette, alpha=self.look.alpha))
+        if frame_png is not None:
+            write_mask(frame_png, mask)
 
 
-def check_outputs_free(sources: list[tuple[Path, Path]], out_dir: Path, *, save_probs: bool) -> None:
-    """ConfigError naming the first output file that already exists."""
-    planned = [p for path, stem in sources
-               for p in output_paths(out_dir, stem, video=is_video(path), save_probs=save_probs).values()]
+def _frame_written(_, error: BaseException | None) -> None:
+    if error is not None:  # a video stops at its first frame that cannot be written
+        raise error
+
+
+def outputs_in_the_way(sources: list[tuple[Path, Path]], out_dir: Path, save: Iterable[str]) -> str | None:
+    """A message naming the first output file that already exists, or None."""
+    planned = [p for path, stem in sources for p in output_paths(out_dir, stem, video=is_video(path), save=save).values()]
     existing = [p for p in planned if p.exists()]
     if existing:
-        raise ConfigError(f"{len(existing)} output file(s) already exist, e.g. '{existing[0]}'; "
-                          "pass --overwrite to replace them or choose another --out")
+        return (f"{len(existing)} output file(s) already exist, e.g. '{existing[0]}'; "
+                "pass --overwrite to replace them or choose another --out")
+    return None
+
+
+def check_outputs_free(sources: list[tuple[Path, Path]], out_dir: Path, *, save: Iterable[str] = DEFAULT_SAVE) -> None:
+    """ConfigError naming the first output file that already exists."""
+    problem = outputs_in_the_way(sources, out_dir, save)
+    if problem:
+        raise ConfigError(problem)
+
+
+def check_videos_have_outputs(sources: list[tuple[Path, Path]], save: tuple[str, ...], save_frames: bool) -> None:
+    if not save_frames and not {"color", "overlay"} & set(save) and any(is_video(p) for p, _ in sources):
+        raise ConfigError(f"--save {','.join(save)} writes nothing for a video: its outputs are colour and overlay "
+                          "videos (--save color,overlay) and per-frame masks (--save-frames)")
 
 
 def predict_sources(segmenter: Segmenter, source: str | Path, out_dir: str | Path, *, palette: np.ndarray,
-                    class_names: list[str], alpha: float = 0.5, save_probs: bool = False, save_frames: bool = False,
-                    overwrite: bool = False, progress: bool = True) -> Predictor:
-    """Predict every image and video ``source`` names into ``out_dir``; returns the Predictor,
-    whose ``successes`` and ``failures`` say how it went."""
+                    class_names: list[str], alpha: float = 0.5, save: Iterable[str] = DEFAULT_SAVE,
+                    save_probs: bool = False, save_frames: bool = False, overwrite: bool = False,
+                    progress: bool = True, shard: Shard | None = None, workers: int | None = None) -> Predictor:
+    """Predict every image and video ``source`` names (this rank's ``shard`` of them) into
+    ``out_dir``; returns the Predictor, whose ``successes`` and ``failures`` say how it went."""
     from ..viz import legend
 
-    sources = collect_sources(source)
+    shard = shard or Shard()
     out_dir = Path(out_dir)
-    if not overwrite:
-        check_outputs_free(sources, out_dir, save_probs=save_probs)
-    predictor = Predictor(segmenter, out_dir, palette=palette, alpha=alpha, save_probs=save_probs,
-                          save_frames=save_frames)
+    predictor = Predictor(segmenter, out_dir, palette=palette, alpha=alpha, save=save, save_probs=save_probs,
+                          save_frames=save_frames, workers=workers)
+    sources = shard.take(collect_sources(source))
+    check_videos_have_outputs(sources, predictor.save, save_frames)
+    problem = shard.first_problem(None if overwrite else outputs_in_the_way(sources, out_dir, predictor.save))
+    if problem:
+        raise ConfigError(problem)
     predictor.total = len(sources)
-    if overwrite or not (out_dir / LEGEND_FILE).exists():  # the same model gives the same legend
+    if shard.is_main and (overwrite or not (out_dir / LEGEND_FILE).exists()):  # one model, one legend
         fileio.write_png(out_dir / LEGEND_FILE, legend(class_names, palette))
     images = [(p, s) for p, s in sources if not is_video(p)]
     videos = [(p, s) for p, s in sources if is_video(p)]
-    bar = progress_bar(images, videos) if progress else None
+    predictor.bar = progress_bar(images, videos) if progress else None
     try:
-        predictor.run_images(images, bar)
+        predictor.run_images(images)
         for path, stem in videos:
-            predictor.run_video(path, stem, bar)
+            predictor.run_video(path, stem)
     finally:
-        if bar is not None:
-            bar.close()
+        if predictor.bar is not None:
+            predictor.bar.close()
+    order = {path: number for number, (path, _) in enumerate(sources)}
+    predictor.failures.sort(key=lambda failure: order.get(failure[0], -1))  # input order, whatever finished first
     return predictor
 
 

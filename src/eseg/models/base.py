@@ -90,15 +90,26 @@ class SegmentationModel(nn.Module, ModelHubMixin, abc.ABC, library_name="eseg", 
     def forward(self, x: torch.Tensor, static_shapes: bool = False) -> torch.Tensor:
         """(B, 3, H, W) normalized images -> (B, num_classes, H, W) logits, for any H and W.
         ``static_shapes``: export traces a fixed-size graph (see :mod:`eseg.models.padding`)."""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise DataError(f"{type(self).__name__} expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
         height, width = x.shape[-2], x.shape[-1]
-        padded = pad_to_multiple(x, self.input_stride, static_shapes=static_shapes)
+        padded = self._padded(x, static_shapes)
         logits = self.forward_logits(padded, static_shapes)
         logits = resize_like(logits, padded, static_shapes=static_shapes)
         if padded is x and not shape_ops_needed(static_shapes):
             return logits
         return logits[..., :height, :width]
+
+    def forward_lowres(self, x: torch.Tensor, static_shapes: bool = False) -> torch.Tensor:
+        """(B, 3, H, W) normalized images -> the head's low-resolution logits of the input padded
+        to a multiple of :attr:`input_stride` (the one padding rule): what :meth:`forward`
+        computes before its last bilinear resize (``align_corners=False``) to the padded size and
+        its crop. The deployed graphs output these (``eseg export``); the mask is their exact
+        upsampled argmax, :func:`eseg.inference.lowres.lowres_argmax`."""
+        return self.forward_logits(self._padded(x, static_shapes), static_shapes)
+
+    def _padded(self, x: torch.Tensor, static_shapes: bool) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise DataError(f"{type(self).__name__} expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+        return pad_to_multiple(x, self.input_stride, static_shapes=static_shapes)
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Path:  # type: ignore[override]
         """Write ``config.json``, ``model.safetensors`` and a model card into the folder (each

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 ACTIVATIONS = ("swish", "relu6", "relu", "hardswish")  # models.layers.activation builds them
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_RECORDED_SIZES = 8  # more distinct validation sizes only tell again that they vary
 
 
 @dataclass
@@ -32,8 +33,13 @@ class ModelConfig:
     ignore_index: int = schema.option(255, min=0, help="label value of unlabelled pixels")
     mean: tuple[float, float, float] | None = schema.option(None, help="input normalisation; None: the backbone's")
     std: tuple[float, float, float] | None = schema.option(None, above=0, help="input normalisation; None: the backbone's")
-    train_crop: tuple[int, int] = schema.option((512, 1024), min=1, help="training crop H, W")
-    eval_size: tuple[int, int] = schema.option((1024, 2048), min=1, help="evaluation size H, W")
+    train_crop: tuple[int, int] = schema.option((512, 1024), min=1, help="training crop H, W (a trained model: the "
+                                                "crop its training really used)")
+    eval_size: tuple[int, int] | None = schema.option((1024, 2048), min=1, help="evaluation size H, W (a trained "
+                                                      "model: its validation images' one size; null: they varied)")
+    val_sizes: list[tuple[int, int]] | None = schema.option(
+        None, help=f"a trained model's validation image sizes H, W, most common first (at most "
+                          f"{MAX_RECORDED_SIZES}); null: not recorded")
     variant: str | None = schema.option(None, help="registered model name this config came from")
 
     def __post_init__(self) -> None:
@@ -55,6 +61,16 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any], *, source: str = "model") -> "ModelConfig":
         data = {k: v for k, v in data.items() if k != "arch"}
         return schema.from_mapping(cls, data, source)
+
+
+def validated_size(config: ModelConfig) -> tuple[int, int] | None:
+    """The one size (H, W) the model was validated at, the size to export it at by default; None
+    when its validation images varied in size (export a dynamic graph then). A config that records
+    no validation sizes (a registered model's, or a checkpoint saved before they were recorded)
+    gives its ``eval_size``."""
+    if config.val_sizes is None:
+        return None if config.eval_size is None else tuple(config.eval_size)
+    return tuple(config.val_sizes[0]) if len(config.val_sizes) == 1 else None
 
 
 def check_ignore_index(ignore_index: int, num_classes: int, where: str = "ignore_index") -> None:

@@ -1,4 +1,15 @@
-"""What pre- and post-processing need to know about a model, whatever runtime runs it."""
+"""What pre- and post-processing need to know about a model, whatever runtime runs it.
+
+A runner's output follows one of two contracts, named by :attr:`ModelInfo.output`:
+
+- ``full`` (:data:`OUTPUT_FULL`): (N, C, H, W) logits of the (N, 3, H, W) input, as the model's
+  ``forward``; every graph exported before the contract was recorded is one.
+- ``lowres`` (:data:`OUTPUT_LOWRES`): the head's (N, C, H'/s, W'/s) logits of the input padded
+  to a multiple of ``input_stride`` (H' x W'), ``s`` = :attr:`ModelInfo.output_stride`. The
+  model's forward would resize them bilinearly (``align_corners``) to H' x W' and crop H x W;
+  the mask is the exact argmax of that resize (:func:`eseg.inference.lowres.lowres_argmax`),
+  read without computing it in full. What ``eseg export`` writes by default.
+"""
 from __future__ import annotations
 
 import copy
@@ -10,6 +21,17 @@ import torch
 
 from ..models.config import ModelConfig
 
+META_CONFIG = "eseg_config"
+META_INPUT_SIZE = "eseg_input_size"  # "HxW" for a fixed-size graph, "dynamic" otherwise
+META_INPUT_STRIDE = "eseg_input_stride"
+META_OUTPUT = "eseg_output"  # the output contract: "lowres" or "full" (absent: full)
+META_OUTPUT_STRIDE = "eseg_output_stride"  # lowres: the logits' stride in the padded input
+META_ALIGN_CORNERS = "eseg_align_corners"  # lowres: "true" or "false", the resize to the padded size
+
+OUTPUT_FULL = "full"
+OUTPUT_LOWRES = "lowres"
+OUTPUTS = (OUTPUT_LOWRES, OUTPUT_FULL)
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -18,6 +40,18 @@ class ModelInfo:
     config: ModelConfig
     input_stride: int
     fixed_size: tuple[int, int] | None = None  # a static-shape graph accepts only this (H, W)
+    output: str = OUTPUT_FULL  # the output contract: OUTPUT_FULL or OUTPUT_LOWRES (see the module)
+    output_stride: int | None = None  # lowres: the logits' stride in the padded input (None: unrecorded)
+    align_corners: bool = False  # lowres: the bilinear resize that makes the full-resolution logits
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+
+    @property
+    def lowres(self) -> bool:
+        """Whether the output is the low-resolution logits (the ``lowres`` contract)."""
+        return self.output == OUTPUT_LOWRES
 
     @property
     def num_classes(self) -> int:
@@ -40,8 +74,9 @@ class ModelInfo:
         return self.config.palette
 
     @property
-    def eval_size(self) -> tuple[int, int]:
-        return tuple(self.config.eval_size)
+    def eval_size(self) -> tuple[int, int] | None:
+        """None: the model validated on images of varied sizes (each at its own size)."""
+        return None if self.config.eval_size is None else tuple(self.config.eval_size)
 
     @property
     def train_crop(self) -> tuple[int, int]:
@@ -50,8 +85,13 @@ class ModelInfo:
     def to_metadata(self) -> dict[str, str]:
         """String metadata embedded in exported graphs (ONNX metadata_props, OpenVINO rt_info)."""
         size = "dynamic" if self.fixed_size is None else f"{self.fixed_size[0]}x{self.fixed_size[1]}"
-        return {META_CONFIG: json.dumps(self.config.to_dict()), META_INPUT_SIZE: size,
-                META_INPUT_STRIDE: str(self.input_stride)}
+        meta = {META_CONFIG: json.dumps(self.config.to_dict()), META_INPUT_SIZE: size,
+                META_INPUT_STRIDE: str(self.input_stride), META_OUTPUT: self.output}
+        if self.lowres:
+            meta[META_ALIGN_CORNERS] = "true" if self.align_corners else "false"
+            if self.output_stride is not None:
+                meta[META_OUTPUT_STRIDE] = str(self.output_stride)
+        return meta
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str], *, source: str) -> "ModelInfo":
@@ -67,7 +107,24 @@ class ModelInfo:
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"'{source}': unreadable eseg metadata ({exc}); re-export it") from exc
         size = meta.get(META_INPUT_SIZE, "dynamic")
-        return cls(config, stride, None if size == "dynamic" else parse_size(size, f"{source} input size"))
+        fixed = None if size == "dynamic" else parse_size(size, f"{source} input size")
+        return cls(config, stride, fixed, **output_contract(meta, source))
+
+
+def output_contract(meta: dict[str, str], source: str) -> dict:
+    """``output``, ``output_stride`` and ``align_corners`` from a graph's metadata; a graph that
+    records no contract (exported before it was recorded) is ``full``."""
+    from ..errors import CheckpointError
+
+    output = meta.get(META_OUTPUT, OUTPUT_FULL)
+    corners = meta.get(META_ALIGN_CORNERS, "false")
+    stride = meta.get(META_OUTPUT_STRIDE)
+    if output not in OUTPUTS or corners not in ("true", "false") or not (stride is None or stride.isdigit()):
+        raise CheckpointError(f"'{source}': unreadable output contract ({META_OUTPUT}={output!r}, "
+                              f"{META_OUTPUT_STRIDE}={stride!r}, {META_ALIGN_CORNERS}={corners!r}; expected "
+                              f"{' or '.join(OUTPUTS)}, a number, true or false); re-export it")
+    return {"output": output, "output_stride": None if stride is None else int(stride),
+            "align_corners": corners == "true"}
 
 
 def input_stride_of(config: ModelConfig) -> int:
@@ -80,14 +137,10 @@ def input_stride_of(config: ModelConfig) -> int:
         return int(ARCHITECTURES.get(config.arch)(copy.deepcopy(config)).input_stride)
 
 
-META_CONFIG = "eseg_config"
-META_INPUT_SIZE = "eseg_input_size"  # "HxW" for a fixed-size graph, "dynamic" otherwise
-META_INPUT_STRIDE = "eseg_input_stride"
-
-
 class Runner(Protocol):
     """What every backend provides (torch, onnxruntime, openvino), and all the Segmenter uses:
-    normalized (N, 3, H, W) in, (N, num_classes, H, W) logits out, and the model's metadata."""
+    normalized (N, 3, H, W) in, logits out as ``info.output`` says (full: (N, num_classes, H, W);
+    lowres: the head's logits of the padded input), and the model's metadata."""
 
     info: ModelInfo
     device: torch.device

@@ -1,4 +1,6 @@
-"""The ONNX Runtime backend: an ``.onnx`` file written by ``eseg export`` in, logits out."""
+"""The ONNX Runtime backend: an ``.onnx`` file written by ``eseg export`` in, logits out as the
+graph's recorded output contract says (``info.output``: low-resolution by default, full for
+``--full-resolution`` graphs and those exported before the contract was recorded)."""
 from __future__ import annotations
 
 from pathlib import Path

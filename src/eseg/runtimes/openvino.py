@@ -1,4 +1,5 @@
-"""The OpenVINO backend: an IR (``.xml`` + ``.bin``) written by ``eseg export`` in, logits out.
+"""The OpenVINO backend: an IR (``.xml`` + ``.bin``) written by ``eseg export`` in, logits out
+as the graph's recorded output contract says (``info.output``, :mod:`eseg.runtimes.info`).
 
 The eseg metadata is read from the IR's ``rt_info`` (section ``eseg``). An ``.onnx`` file is
 read directly too (the benchmark compiles its exported graphs so). Many CPUs (those with
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
-from ..export.formats import OPENVINO_HINTS, OPENVINO_PRECISIONS
+from ..export.formats import OPENVINO_HINTS, OPENVINO_PRECISIONS, sniff_graph_format
 from ..imports import require
 from .info import ModelInfo
 
@@ -83,9 +84,9 @@ def openvino_device(device: Any) -> str:
 
 
 def read_ir(path: Path):
-    """The ``ov.Model`` of an IR (or of an ``.onnx`` file); CheckpointError naming the file when
-    it cannot be read."""
-    if path.suffix.lower() == ".onnx" and path.is_file():
+    """The ``ov.Model`` of an IR (or of an ONNX file, told by what it holds, whatever its name);
+    CheckpointError naming the file when it cannot be read."""
+    if sniff_graph_format(path) == "onnx":
         try:
             return openvino_core().read_model(str(path))
         except Exception as exc:  # OpenVINO raises RuntimeError and its own exception types

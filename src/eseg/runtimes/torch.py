@@ -8,13 +8,14 @@ channels_last is copied first, so the caller's stays where and as it was.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
 from ..evaluation.context import inference_context
-from .info import ModelInfo
+from .info import OUTPUT_FULL, OUTPUT_LOWRES, OUTPUTS, ModelInfo
 
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
@@ -37,19 +38,44 @@ def _placed(model: torch.nn.Module, device, channels_last: bool) -> torch.nn.Mod
 
 class TorchRunner:
     """Runs a model (or a DDP wrapper of one). ``amp`` autocasts to fp16 on CUDA; ``channels_last``
-    and ``compile`` are the speed options the benchmark compares."""
+    and ``compile`` are the speed options the benchmark compares. ``output`` is the contract of
+    what it returns (:mod:`eseg.runtimes.info`): ``full``, the model's forward, or ``lowres``,
+    the head's logits of the padded input (:meth:`~eseg.models.base.SegmentationModel.forward_lowres`),
+    as an exported graph returns them; :meth:`with_output` switches."""
 
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device | None = None, amp: bool = False,
-                 channels_last: bool = False, compile: bool = False, source: str = "") -> None:
+                 channels_last: bool = False, compile: bool = False, source: str = "",
+                 output: str = OUTPUT_FULL) -> None:
         model = getattr(model, "module", model)  # unwrap DistributedDataParallel
         self.model = _placed(model, device, channels_last)
         self.device = next(self.model.parameters()).device
         self.amp = amp
         self.memory_format = MEMORY_FORMATS["channels_last" if channels_last else "contiguous"]
-        self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        self.compile = compile
         # a model that is not eseg's (a benchmark peer) runs too, without metadata
         self.info = ModelInfo(model.config, model.input_stride) if hasattr(model, "input_stride") else None
         self.source = source or type(model).__name__
+        self._set_output(output)
+
+    def _set_output(self, output: str) -> None:
+        if output not in OUTPUTS:
+            raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        if output == OUTPUT_LOWRES and not hasattr(self.model, "forward_lowres"):
+            raise ConfigError(f"{self.source} has no low-resolution output (forward_lowres); use output='full'")
+        function = self.model if output == OUTPUT_FULL else self.model.forward_lowres
+        self.forward = torch.compile(function, dynamic=False) if self.compile else function
+        if self.info is not None:
+            self.info = replace(self.info, output=output)
+        self.output = output
+
+    def with_output(self, output: str) -> "TorchRunner":
+        """This runner (same model, same options) returning ``output`` (``full`` or ``lowres``):
+        a new runner, so the caller's keeps its own contract."""
+        if output == self.output:
+            return self
+        runner = copy.copy(self)
+        runner._set_output(output)
+        return runner
 
     @classmethod
     def from_path(cls, path: str | Path, *, device: str | torch.device | None = None, **options) -> "TorchRunner":
