@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from eseg.data.folder import FolderDataset
+from eseg.data.labels import LabelOptions
 from eseg.data.meta import SegSubset, is_per_sample, subset
 from eseg.errors import ConfigError
 from eseg.models.config import ModelConfig
@@ -101,7 +102,7 @@ def test_the_whole_dataset_is_not_wrapped(folder):
 def test_one_ignore_index_rule_for_datasets_and_model_configs(folder):
     message = "ignore_index=2 collides with a class id 0..5; give unlabelled pixels a value outside the classes"
     with pytest.raises(ConfigError, match=message):
-        FolderDataset(folder.root, "val", ignore_index=2)
+        FolderDataset(folder.root, "val", label_options=LabelOptions(ignore_index=2))
     with pytest.raises(ConfigError, match=rf"^model\.{message}"):
         ModelConfig(num_classes=6, ignore_index=2)
     assert ModelConfig(num_classes=6, ignore_index=6).ignore_index == 6  # just past the classes is fine

@@ -120,14 +120,6 @@ def test_cvat_without_labelmap_says_where_the_classes_belong(tmp_path):
         build_dataset({"type": "cvat", "root": str(tmp_path / "cvat")}, "train")
 
 
-def test_cvat_trains_with_a_held_out_fraction(tmp_path, capsys):
-    gen.write_cvat(tmp_path / "cvat")
-    run, out = train(tmp_path, capsys, "data.dataset.type=cvat", f"data.dataset.root={tmp_path / 'cvat'}",
-                     "data.dataset.val_fraction=0.25")
-    assert "9 train / 3 val images, 4 classes" in out and "val_fraction 0.25" in out
-    assert trained_classes(run) == gen.CLASSES
-
-
 # --- COCO JSON ---------------------------------------------------------------------------------------
 def test_coco_polygons_rle_crowd_overlaps_and_category_order(tmp_path):
     expected = gen.write_coco_cvat(tmp_path / "coco")
@@ -184,14 +176,6 @@ def test_coco_missing_extra_names_the_pip_command(tmp_path, monkeypatch):
         build_dataset({"type": "coco", "root": str(tmp_path / "coco")}, "train")
 
 
-def test_coco_trains(tmp_path, capsys):
-    gen.write_coco_cvat(tmp_path / "coco")
-    run, out = train(tmp_path, capsys, "data.dataset.type=coco", f"data.dataset.root={tmp_path / 'coco'}",
-                     "data.dataset.val_fraction=0.25")
-    assert "9 train / 3 val images, 4 classes" in out
-    assert trained_classes(run) == ["background", "square", "circle", "triangle"]
-
-
 # --- Hugging Face datasets ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["save_to_disk", "parquet"])
 def test_huggingface_folders_with_reduce_zero_label(tmp_path, kind):
@@ -219,12 +203,21 @@ def test_huggingface_errors_name_columns_and_splits(tmp_path):
         build_dataset({"type": "huggingface", "path": str(tmp_path / "nowhere"), "classes": ["a", "b"]}, "train")
 
 
-def test_huggingface_trains(tmp_path, capsys):
-    gen.write_hf(tmp_path / "hf")
-    run, out = train(tmp_path, capsys, "data.dataset={type: huggingface}", f"data.dataset.path={tmp_path / 'hf'}",
-                     "data.dataset.reduce_zero_label=true")
-    assert "8 train / 4 val images, 4 classes" in out and "split 'validation'" in out
-    assert trained_classes(run) == gen.CLASSES
+# --- training on the pooled formats (DATA: where the export is written) -------------------------------------
+@pytest.mark.parametrize("write, overrides, expected, classes", [
+    pytest.param(gen.write_cvat, ["data.dataset.type=cvat", "data.dataset.root=DATA", "data.dataset.val_fraction=0.25"],
+                 ["9 train / 3 val images, 4 classes", "val_fraction 0.25"], gen.CLASSES, id="cvat-held-out-fraction"),
+    pytest.param(gen.write_coco_cvat, ["data.dataset.type=coco", "data.dataset.root=DATA", "data.dataset.val_fraction=0.25"],
+                 ["9 train / 3 val images, 4 classes"], ["background", "square", "circle", "triangle"], id="coco"),
+    pytest.param(gen.write_hf, ["data.dataset={type: huggingface}", "data.dataset.path=DATA",
+                                "data.dataset.reduce_zero_label=true"],
+                 ["8 train / 4 val images, 4 classes", "split 'validation'"], gen.CLASSES, id="huggingface-own-splits"),
+])
+def test_pooled_formats_train(tmp_path, capsys, write, overrides, expected, classes):
+    write(tmp_path / "data")
+    run, out = train(tmp_path, capsys, *(override.replace("DATA", str(tmp_path / "data")) for override in overrides))
+    assert [text for text in expected if text not in out] == []
+    assert trained_classes(run) == classes
 
 
 # --- eseg's folder: label maps, colour masks, class lists ------------------------------------------------

@@ -14,6 +14,7 @@ pytest.importorskip("onnxruntime")
 from eseg.cli import main  # noqa: E402
 from eseg.errors import CheckpointError, ConfigError  # noqa: E402
 from eseg.export import pipeline  # noqa: E402
+from eseg.export.pipeline import ExportSizeWarning  # noqa: E402
 from eseg.export.formats import graph_out_path, sniff_graph_format  # noqa: E402
 from eseg.runtimes import load_runner  # noqa: E402
 from eseg.runtimes.onnxruntime import OnnxRunner  # noqa: E402
@@ -127,7 +128,7 @@ def test_a_failure_between_the_weights_and_the_graph_keeps_the_previous_export(m
 def test_export_defaults_to_the_validated_size_and_warns_when_it_differs(model_dir, tmp_path, capsys):
     assert main(["export", str(model_dir), "--out", str(tmp_path / "default.onnx")]) == 0
     assert OnnxRunner(tmp_path / "default.onnx").info.fixed_size == SIZE
-    with pytest.warns(UserWarning, match=r"exporting a fixed 64x64 graph, but the model was validated at 64x96.*"
+    with pytest.warns(ExportSizeWarning, match=r"exporting a fixed 64x64 graph, but the model was validated at 64x96.*"
                                          r"drop --size to export at 64x96"):
         assert main(["export", str(model_dir), "--size", "64x64", "--out", str(tmp_path / "other.onnx")]) == 0
     assert OnnxRunner(tmp_path / "other.onnx").info.fixed_size == (64, 64)
@@ -139,7 +140,7 @@ def test_validation_images_of_varied_sizes_give_a_dynamic_graph(tmp_path, capsys
     assert main(["export", str(tmp_path / "varied")]) == 0
     assert "validation images varied in size (64x96, 64x64): exporting a dynamic graph" in capsys.readouterr().out
     assert OnnxRunner(tmp_path / "varied" / "model_dynamic.onnx").info.fixed_size is None
-    with pytest.warns(UserWarning, match="validated at 64x96, 64x64.*use --dynamic"):
+    with pytest.warns(ExportSizeWarning, match="validated at 64x96, 64x64.*use --dynamic"):
         assert main(["export", str(tmp_path / "varied"), "--size", "64x96", "--out", str(tmp_path / "f.onnx")]) == 0
 
 

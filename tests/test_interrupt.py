@@ -21,26 +21,16 @@ from eseg.engine import checkpoint as ckpt
 from eseg.engine.hooks import HookBase
 from eseg.engine.interrupt import EXIT_INTERRUPTED, StopSignals, TrainingInterrupted
 from eseg.engine.trainer import Trainer
-from .conftest import TINY
-
-MODEL = {"name": "eseg_lite_s", **TINY, "fpn_repeats": 1, "max_level": 6}
+from .test_train import tiny_config
 
 
 def write_config(tmp_path: Path, *, steps: int, data: dict | None = None, train: dict | None = None,
                  train_images: int = 8, tensorboard: bool = False) -> Path:
-    cfg = {
-        "model": MODEL,
-        "data": {"dataset": {"type": "synthetic", "num_images": {"train": train_images, "val": 2}, "size": [64, 96],
-                             "seed": 3},
-                 "crop_size": [64, 64], "scale_range": [0.75, 1.25], "num_workers": 0, **(data or {})},
-        "train": {"steps": steps, "batch_size": 2, "log_interval": 1, "seed": 0, "checkpoint_interval": 1000,
-                  "deterministic": True, "optimizer": "sgd", "lr": 0.05, "warmup_steps": 2, **(train or {})},
-        "eval": {"interval": 0, "batch_size": 2, "num_overlays": 0, "num_predictions": 0},
-        "run": {"progress": False, "tensorboard": tensorboard},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return path
+    dataset = {"type": "synthetic", "num_images": {"train": train_images, "val": 2}, "size": [64, 96], "seed": 3}
+    train = {"steps": steps, "checkpoint_interval": 1000, "deterministic": True, "optimizer": "sgd", "lr": 0.05,
+             "warmup_steps": 2, **(train or {})}
+    return tiny_config(tmp_path, data={"dataset": dataset, **(data or {})}, train=train,
+                       eval={"interval": 0, "num_overlays": 0, "num_predictions": 0}, run={"tensorboard": tensorboard})
 
 
 def loss_rows(run_dir: Path) -> list[dict]:

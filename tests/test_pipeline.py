@@ -186,3 +186,25 @@ def test_a_bad_save_list_is_named(model_dir, tmp_path, capsys):
     assert _predict(model_dir, source, tmp_path / "out", "--save", "masks,heatmap") == 2
     assert "heatmap" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _write_clip(path, frames=4):
+    import imageio_ffmpeg
+
+    rng = np.random.default_rng(5)
+    writer = imageio_ffmpeg.write_frames(str(path), (48, 32), fps=4, macro_block_size=1)
+    writer.send(None)
+    for _ in range(frames):
+        writer.send(np.kron(rng.integers(0, 256, (4, 6, 3)), np.ones((8, 8, 1))).astype(np.uint8))
+    writer.close()
+
+
+def test_video_outputs_follow_save(model_dir, tmp_path, capsys):
+    pytest.importorskip("imageio_ffmpeg")
+    _write_clip(tmp_path / "clip.mp4")
+    assert _predict(model_dir, tmp_path / "clip.mp4", tmp_path / "none", "--save", "masks") == 2
+    assert "--save-frames" in capsys.readouterr().err  # nothing a video could be given: named, nothing written
+    out = tmp_path / "out"
+    assert _predict(model_dir, tmp_path / "clip.mp4", out, "--save", "color", "--save-frames", "--batch-size", "3") == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["color/clip.mp4", "legend.png"] + [f"masks/clip/{i:06d}.png" for i in range(4)]

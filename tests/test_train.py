@@ -21,14 +21,15 @@ TINY_MODEL = {"name": "eseg_lite_s", "backbone": "test_efficientnet", "fpn_width
               "head_width": 16, "head_layers": 1, "max_level": 6}
 
 
-def tiny_config(tmp_path: Path, *, train: dict, data: dict | None = None, eval: dict | None = None) -> Path:
+def tiny_config(tmp_path: Path, *, train: dict, data: dict | None = None, eval: dict | None = None,
+                run: dict | None = None) -> Path:
     cfg = {
         "model": TINY_MODEL,
         "data": {"dataset": {"type": "synthetic", "num_images": {"train": 8, "val": 2}, "size": [64, 128], "seed": 3},
                  "crop_size": [64, 64], "scale_range": [0.75, 1.25], "num_workers": 0, **(data or {})},
         "train": {"batch_size": 2, "log_interval": 1, "seed": 0, **train},
         "eval": {"batch_size": 2, "num_overlays": 1, "num_predictions": 1, **(eval or {})},
-        "run": {"progress": False, "tensorboard": True},
+        "run": {"progress": False, "tensorboard": True, **(run or {})},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import CheckpointError
+from .export.formats import sniff_graph_format
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -58,7 +59,7 @@ def is_run_dir(path: str | Path) -> bool:
 def resolve_model_path(path: str | Path) -> Path:
     """What a user may name as a model, resolved to a loadable path:
 
-    - an exported graph (``.onnx``, ``.xml``): itself;
+    - an exported graph (``.onnx``, ``.xml``, or a file holding one whatever its name): itself;
     - a saved model folder, or its ``config.json`` / ``model.safetensors`` / ``train_state.pt``:
       the folder;
     - a training run folder: its best checkpoint;
@@ -68,7 +69,7 @@ def resolve_model_path(path: str | Path) -> Path:
         return Path(str(path))  # a Hugging Face Hub repo id, fetched by eseg.load_model
     path = Path(path)
     if path.is_file():
-        if path.suffix.lower() in EXPORT_SUFFIXES:
+        if path.suffix.lower() in EXPORT_SUFFIXES or sniff_graph_format(path):  # a graph, whatever its name
             return path
         if path.name in (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE):
             path = path.parent

@@ -4,7 +4,9 @@ A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` a
 only when used; nothing here imports torch, so ``eseg --help`` and ``eseg COMMAND --help`` are
 instant. The core library never imports this package.
 
-Exit codes: 0 ok, 1 partial (some inputs failed; the others are done), 2 usage or data error.
+Exit codes: 0 ok, 1 partial (some inputs failed; the others are done), 2 usage or data error,
+130 interrupted (Ctrl-C or SIGTERM; ``eseg train`` saved ``checkpoints/last`` and printed the
+command that resumes it).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import importlib
 import sys
 import warnings
 
+from ..engine.interrupt import EXIT_INTERRUPTED
 from ..errors import ESegError
 
 # name -> one-line help; the module is eseg.cli.<name>
@@ -33,7 +36,8 @@ def top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eseg", description="ESeg: fast semantic segmentation "
                                      "(EfficientNet + a P2-P9 pyramid + BiFPN).",
                                      epilog="Run 'eseg COMMAND --help' for a command's options. Exit codes: 0 ok, "
-                                            "1 some inputs failed, 2 usage or data error.")
+                                            "1 some inputs failed, 2 usage or data error, 130 interrupted (a "
+                                            "training run saved checkpoints/last and printed the resume command).")
     parser.add_argument("--version", action="version", version=f"eseg {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in SUBCOMMANDS.items():
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"eseg {argv[0]}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         warnings.formatwarning = formatwarning
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..data.specs import EXPORT_LAYOUTS, SYNTHETIC_DEFAULT_SIZE
+from ..data.specs import CONVERT_SOURCES, EXPORT_LAYOUTS, SYNTHETIC_DEFAULT_SIZE
 from ..errors import ConfigError
 from . import options
 
-CONVERT_SOURCES = ("voc", "cvat", "coco")
 FORMAT_NAMES = {"folder": "a folder dataset", "voc": "a Pascal VOC export", "cvat": "a CVAT 'Segmentation mask 1.1' export",
                 "coco": "a COCO JSON export (CVAT 'COCO 1.0')"}
 

@@ -67,17 +67,24 @@ def _predict(args: argparse.Namespace, save: tuple[str, ...], shard) -> int:
     predictor = predict_sources(segmenter, args.source, out_dir, palette=palette, class_names=class_names,
                                 alpha=args.alpha, save=save, save_frames=args.save_frames, overwrite=args.overwrite,
                                 progress=args.progress and shard.is_main, shard=shard, workers=args.workers)
-    outcomes = shard.everyone((predictor.successes, predictor.total, predictor.failures))
-    failures = sorted((f for _, _, rank_failures in outcomes for f in rank_failures), key=lambda f: f[0])
+    outcomes = shard.everyone((predictor.successes, predictor.total, predictor.failures, predictor.seconds))
+    failures = sorted((f for _, _, rank_failures, _ in outcomes for f in rank_failures), key=lambda f: f[0])
     if shard.is_main:
-        ranks = f" on {shard.world_size} ranks" if shard.distributed else ""
-        print(f"predicted {sum(o[0] for o in outcomes)} of {sum(o[1] for o in outcomes)} input(s) with {segmenter}"
-              f"{ranks}; outputs in {out_dir}")
+        print(summary(outcomes, segmenter, out_dir, shard))
         if failures:
             print(f"{len(failures)} input(s) failed:", file=sys.stderr)
             for _, message in failures:
                 print(f"  {message}", file=sys.stderr)
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def summary(outcomes: list[tuple], segmenter, out_dir, shard) -> str:
+    """One line for all ranks: what was predicted, how fast (start-up apart), and where it went."""
+    done, total, seconds = sum(o[0] for o in outcomes), sum(o[1] for o in outcomes), max(o[3] for o in outcomes)
+    ranks = f" on {shard.world_size} ranks" if shard.distributed else ""
+    rate = f", {done / seconds:.2f} input(s)/s" if seconds > 0 else ""
+    return (f"predicted {done} of {total} input(s) with {segmenter}{ranks} in {seconds:.1f} s{rate}; "
+            f"outputs in {out_dir}")
 
 
 def load_rank_runner(args: argparse.Namespace, shard):

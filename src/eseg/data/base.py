@@ -21,13 +21,14 @@ bad file (``eseg`` prints such warnings as one line, without Python's source lin
 Stored mask values become class ids in three steps: a colour mask is decoded through
 ``mask_colors`` (:class:`~eseg.data.labels.ColorTable`), the dataset's ``map_labels`` applies its
 format's rule (e.g. Cityscapes labelIds), then the spec's ``label_map`` / ``reduce_zero_label``
-(:class:`~eseg.data.labels.LabelMapping`). ``split_source`` says where the split's samples came
-from (:mod:`eseg.data.splits`); ``sample_key(i)`` identifies a sample across splits.
+(``label_options``, applied by :class:`~eseg.data.labels.LabelMapping`). ``split_source`` says
+where the split's samples came from (:mod:`eseg.data.splits`); ``sample_key(i)`` identifies a
+sample across splits.
 """
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,9 @@ from ..errors import ConfigError, DataError
 from ..models.config import check_ignore_index
 from ..palette import get_palette
 from .io import header_size, read_image, read_mask, read_mask_value_counts
-from .labels import ColorTable, LabelMapping
+from .labels import ColorTable, LabelMapping, LabelOptions
 from .meta import DatasetMeta
+from .splits import SplitOptions
 from .transforms import to_tensors
 
 BAD_DATA_POLICIES = ("error", "skip")
@@ -73,6 +75,11 @@ class SegDataset(Dataset):
     "mask": int64 (H, W), "index": int}`` where ``index`` is the sample actually returned (it
     differs from the requested one only when a bad sample was skipped). Without a ``transform``
     the image is float32 in [0, 1], not normalized.
+
+    ``ignore_index`` is the format's own (e.g. its classes file's); ``label_options``
+    (:class:`~eseg.data.labels.LabelOptions`) may override it and remap ids, ``split_options``
+    (:class:`~eseg.data.splits.SplitOptions`) say how a pool is split; formats without those
+    spec keys leave them out.
     """
 
     def __init__(
@@ -81,11 +88,11 @@ class SegDataset(Dataset):
         split: str,
         class_names: Sequence[str],
         palette: np.ndarray | Sequence[Sequence[int]] | str | None = None,
-        ignore_index: int = 255,
+        ignore_index: int | None = None,
         transform: Transform | None = None,
         on_bad_data: str = "error",
-        label_map: Mapping | None = None,
-        reduce_zero_label: bool = False,
+        label_options: LabelOptions | None = None,
+        split_options: SplitOptions | None = None,
     ):
         if on_bad_data not in BAD_DATA_POLICIES:
             raise ConfigError(f"on_bad_data must be one of {BAD_DATA_POLICIES}, got {on_bad_data!r}")
@@ -93,17 +100,17 @@ class SegDataset(Dataset):
         self.class_names = tuple(class_names)
         self.num_classes = len(self.class_names)
         self.palette = get_palette(palette, self.num_classes)
-        self.ignore_index = int(ignore_index)
+        self.label_options = label_options or LabelOptions()
+        self.split_options = split_options or SplitOptions()
+        self.ignore_index = self.label_options.ignore(default=ignore_index)
         check_ignore_index(self.ignore_index, self.num_classes)
         self.transform = transform
         self.on_bad_data = on_bad_data
         self.samples: list[Sample] = []
         self.bad_samples: dict[int, str] = {}
-        self.labels = LabelMapping(label_map, reduce_zero_label, num_classes=self.num_classes,
-                                   ignore_index=self.ignore_index)
+        self.labels = LabelMapping(self.label_options, num_classes=self.num_classes, ignore_index=self.ignore_index)
         self.mask_colors: ColorTable | None = None  # set by datasets whose masks may be colour-coded
         self.split_source = f"split {split!r}"
-        self.allow_train_val_overlap = False
         self.scan_values = True  # check_files decodes every mask; generated data turns it off
 
     # --- what subclasses provide -------------------------------------------------------------
@@ -193,6 +200,11 @@ class SegDataset(Dataset):
     @property
     def meta(self) -> DatasetMeta:
         return DatasetMeta(self.class_names, self.palette, self.ignore_index)
+
+    @property
+    def allow_train_val_overlap(self) -> bool:
+        """The spec allows train and val to share samples (see :func:`eseg.data.splits.check_disjoint`)."""
+        return self.split_options.allow_train_val_overlap
 
     @property
     def num_skipped(self) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..imports import require
 from .base import Sample, SegDataset, Transform
-from .splits import SplitRule, check_fraction, list_files, refuse_mixed
+from .splits import SplitOptions, refuse_mixed
 
 UNANNOTATED = ("background", "ignore")
 POOL_FILES = ("annotations/instances_default.json", "result.json", "_annotations.coco.json", "annotations.json")
@@ -111,9 +111,7 @@ class COCODataset(SegDataset):
         annotations: str | Mapping[str, str] | None = None,
         images_dir: str | None = None,
         unannotated: str = "background",
-        splits: Mapping[str, str] | None = None,
-        val_fraction: float | None = None,
-        allow_train_val_overlap: bool = False,
+        split_options: SplitOptions | None = None,
         transform: Transform | None = None,
         on_bad_data: str = "error",
     ):
@@ -126,10 +124,9 @@ class COCODataset(SegDataset):
         self.annotation_file, own = find_annotation_file(self.root, split, annotations)
         doc = read_coco(self.annotation_file)
         names, self._class_of, self._fill = class_table(doc["categories"], unannotated)
-        super().__init__(split=split, class_names=names, transform=transform, on_bad_data=on_bad_data)
-        self.allow_train_val_overlap = bool(allow_train_val_overlap)
-        rule = SplitRule(split, str(self.annotation_file), list_files(splits, self.root, "data.dataset"),
-                         check_fraction(val_fraction, "data.dataset"))
+        super().__init__(split=split, class_names=names, transform=transform, on_bad_data=on_bad_data,
+                         split_options=split_options)
+        rule = self.split_options.rule(split, str(self.annotation_file), self.root)
         refuse_mixed(rule, own, f"one annotation file per split ({self.annotation_file.name} for {split!r})")
         pool, records = self._read_images(doc, images_dir)
         if own and not rule.lists:

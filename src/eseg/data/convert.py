@@ -26,11 +26,10 @@ from ..fileio import write_text
 from .classes import classes_yaml_text
 from .coco import split_annotation_files
 from .exports import staged_folder
-from .specs import build_dataset
+from .specs import CONVERT_SOURCES, build_dataset
 from .splits import list_files
 from .voc import LISTS_DIR, POOL_LIST, find_voc_root
 
-SOURCES = ("voc", "cvat", "coco")
 CANONICAL_SPLITS = {"valid": "val", "validation": "val", "training": "train"}
 
 
@@ -66,8 +65,8 @@ def source_splits(spec: dict) -> dict[str, str]:
 def convert_dataset(spec: dict, out: str | Path, *, val_fraction: float | None = None,
                     overwrite: bool = False) -> ConvertReport:
     """Write the dataset ``spec`` (type voc, cvat or coco) to ``out`` in the folder layout."""
-    if spec.get("type") not in SOURCES:
-        raise ConfigError(f"convert reads {', '.join(SOURCES)}, not {spec.get('type')!r}")
+    if spec.get("type") not in CONVERT_SOURCES:
+        raise ConfigError(f"convert reads {', '.join(CONVERT_SOURCES)}, not {spec.get('type')!r}")
     out = Path(out)
     plan = source_splits(spec)
     if plan and val_fraction is not None:

@@ -19,15 +19,14 @@ in the spec may be a file or a list of names; ``label_map`` / ``reduce_zero_labe
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from .base import Sample, SegDataset, Transform
 from .classes import CLASSES_FILES, find_classes_file, load_classes_file, resolve_classes
 from .io import IMAGE_EXTENSIONS, LOSSY_MASK_EXTENSIONS, MASK_EXTENSIONS
-from .labels import ColorTable
-from .splits import SplitRule, check_fraction, list_files, refuse_mixed
+from .labels import ColorTable, LabelOptions
+from .splits import SplitOptions, SplitRule, refuse_mixed
 
 __all__ = ["CLASSES_FILES", "FolderDataset", "find_classes_file", "load_classes_file"]
 
@@ -53,15 +52,11 @@ class FolderDataset(SegDataset):
         split: str = "train",
         *,
         classes: str | Path | list[str] | None = None,
-        ignore_index: int | None = None,
         images_dir: str = "images",
         masks_dir: str = "masks",
         mask_suffix: str = "",
-        splits: Mapping[str, str] | None = None,
-        val_fraction: float | None = None,
-        allow_train_val_overlap: bool = False,
-        label_map: Mapping | None = None,
-        reduce_zero_label: bool = False,
+        label_options: LabelOptions | None = None,
+        split_options: SplitOptions | None = None,
         transform: Transform | None = None,
         on_bad_data: str = "error",
     ):
@@ -69,15 +64,12 @@ class FolderDataset(SegDataset):
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset folder not found")
         info = resolve_classes(classes, self.root, "data.dataset.classes")
-        ignore = ignore_index if ignore_index is not None else info["ignore_index"]
-        super().__init__(split=split, class_names=info["names"], palette=info["colors"],
-                         ignore_index=255 if ignore is None else ignore, transform=transform,
-                         on_bad_data=on_bad_data, label_map=label_map, reduce_zero_label=reduce_zero_label)
-        self.allow_train_val_overlap = bool(allow_train_val_overlap)
+        super().__init__(split=split, class_names=info["names"], palette=info["colors"], ignore_index=info["ignore_index"],
+                         transform=transform, on_bad_data=on_bad_data, label_options=label_options,
+                         split_options=split_options)
         if info["colors"]:
             self.mask_colors = ColorTable(info["colors"], source=info["source"])
-        rule = SplitRule(split, str(self.root), list_files(splits, self.root, "data.dataset"),
-                         check_fraction(val_fraction, "data.dataset"))
+        rule = self.split_options.rule(split, str(self.root), self.root)
         image_folder, mask_folder, own_split = self._split_folders(self.root / images_dir, self.root / masks_dir, rule)
         masks = files_by_stem(mask_folder, MASK_EXTENSIONS + LOSSY_MASK_EXTENSIONS) if mask_folder.is_dir() else {}
         pool = [Sample(image=image, mask=masks.get(stem + mask_suffix), name=stem)

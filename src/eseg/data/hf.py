@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,8 @@ from ..imports import require
 from .base import SegDataset, Transform
 from .classes import CLASSES_FILES, LABELMAP_FILE, load_classes_file, resolve_classes
 from .io import array_to_rgb, decode_mask, image_to_rgb, mask_value_counts
-from .labels import ColorTable
-from .splits import SplitRule, check_fraction, list_files, refuse_mixed
+from .labels import ColorTable, LabelOptions
+from .splits import SplitOptions, refuse_mixed
 
 LABEL_COLUMNS = ("label", "annotation", "semantic_seg", "segmentation", "mask", "labels")
 SPLIT_ALIASES = {"val": ("val", "validation", "valid"), "train": ("train",), "test": ("test",)}
@@ -98,39 +97,23 @@ def hf_classes(classes, path: str) -> dict:
 class HuggingFaceDataset(SegDataset):
     """Rows of a ``datasets`` dataset as samples; see the module docstring."""
 
-    def __init__(
-        self,
-        path: str | Path,
-        split: str = "train",
-        *,
-        image_column: str = "image",
-        label_column: str | None = None,
-        classes: str | Path | list[str] | None = None,
-        ignore_index: int | None = None,
-        splits: Mapping[str, str] | None = None,
-        val_fraction: float | None = None,
-        allow_train_val_overlap: bool = False,
-        label_map: Mapping | None = None,
-        reduce_zero_label: bool = False,
-        transform: Transform | None = None,
-        on_bad_data: str = "error",
-    ):
+    def __init__(self, path: str | Path, split: str = "train", *, classes: str | Path | list[str] | None = None,
+                 image_column: str = "image", label_column: str | None = None,
+                 label_options: LabelOptions | None = None, split_options: SplitOptions | None = None,
+                 transform: Transform | None = None, on_bad_data: str = "error"):
         self.path = str(path)
         loaded, origin = load_hf(self.path)
         info = hf_classes(classes, self.path)
-        ignore = ignore_index if ignore_index is not None else info["ignore_index"]
-        super().__init__(split=split, class_names=info["names"], palette=info["colors"],
-                         ignore_index=255 if ignore is None else ignore, transform=transform,
-                         on_bad_data=on_bad_data, label_map=label_map, reduce_zero_label=reduce_zero_label)
-        self.allow_train_val_overlap = bool(allow_train_val_overlap)
+        super().__init__(split=split, class_names=info["names"], palette=info["colors"], ignore_index=info["ignore_index"],
+                         transform=transform, on_bad_data=on_bad_data, label_options=label_options,
+                         split_options=split_options)
         if info["colors"]:
             self.mask_colors = ColorTable(info["colors"], source=info["source"])
         table, self.hf_split, own = pick_split(loaded, split, origin)
         self.image_column, self.label_column = self._columns(table, image_column, label_column, origin)
         self.table = self._undecoded(table)
         names = self._row_names()
-        rule = SplitRule(split, f"{origin} [{self.hf_split}]", list_files(splits, Path("."), "data.dataset"),
-                         check_fraction(val_fraction, "data.dataset"))
+        rule = self.split_options.rule(split, f"{origin} [{self.hf_split}]", Path("."))
         refuse_mixed(rule, own, f"its own split {self.hf_split!r}")
         if own and not rule.lists:
             self.rows, self.split_source = list(range(len(names))), f"{origin}, split {self.hf_split!r} ({len(names)} rows)"

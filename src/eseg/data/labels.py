@@ -3,6 +3,8 @@
 - :class:`ColorTable`: RGB colour masks (CVAT, many labelling tools) -> class ids through the
   classes' colours; a colour that belongs to no class is a ``DataError`` naming the file and the
   colour.
+- :class:`LabelOptions`: a spec's label keys as one object, checked before the classes are known:
+  ``ignore_index`` (None: the classes file's, else 255), ``label_map``, ``reduce_zero_label``.
 - :class:`LabelMapping`: a spec's ``label_map`` (``{3: 1, 7: 2}``: sparse ids -> class ids, every
   other value kept) or ``reduce_zero_label`` (0 -> ignore, v -> v - 1, as in mmseg and Hugging
   Face). The two are exclusive: a ``label_map`` can say anything ``reduce_zero_label`` says.
@@ -13,6 +15,7 @@ Both work on whole masks and on the 1-D arrays of distinct values the mask scan 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,19 +74,47 @@ class ColorTable:
                 "colour there, or fix the mask (an antialiased or resized colour mask blends colours at edges)")
 
 
+DEFAULT_IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """A spec's label keys (``ignore_index``, ``label_map``, ``reduce_zero_label``), checked for
+    their types; the ranges, which need the classes, are checked by :class:`LabelMapping`.
+    ``where`` names the spec in errors (``data.dataset.label_map ...``)."""
+
+    ignore_index: int | None = None
+    label_map: Mapping | None = None
+    reduce_zero_label: bool = False
+    where: str = "data.dataset"
+
+    def __post_init__(self):
+        if self.ignore_index is not None and (isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, int)):
+            raise ConfigError(f"{self.where}.ignore_index must be an integer (255 is usual), got {self.ignore_index!r}")
+        if self.label_map is not None and not isinstance(self.label_map, Mapping):
+            raise ConfigError(f"{self.where}.label_map must map stored values to class ids, e.g. {{3: 1, 7: 2}}; "
+                              f"got {self.label_map!r}")
+        if not isinstance(self.reduce_zero_label, bool):
+            raise ConfigError(f"{self.where}.reduce_zero_label must be true or false, got {self.reduce_zero_label!r}")
+        if self.label_map and self.reduce_zero_label:
+            raise ConfigError(f"{self.where}: give label_map or reduce_zero_label, not both (a label_map can also "
+                              "send 0 to the ignore index)")
+
+    def ignore(self, default: int | None) -> int:
+        """The ignore index: this spec's, else the dataset's ``default`` (e.g. its classes file's), else 255."""
+        for value in (self.ignore_index, default):
+            if value is not None:
+                return int(value)
+        return DEFAULT_IGNORE_INDEX
+
+
 class LabelMapping:
     """The spec's ``label_map`` or ``reduce_zero_label``, applied after a dataset's own mapping."""
 
-    def __init__(self, label_map: Mapping | None = None, reduce_zero_label: bool = False, *,
-                 num_classes: int, ignore_index: int, where: str = "data.dataset"):
-        if label_map and reduce_zero_label:
-            raise ConfigError(f"{where}: give label_map or reduce_zero_label, not both (a label_map can also send "
-                              "0 to the ignore index)")
-        if not isinstance(reduce_zero_label, bool):
-            raise ConfigError(f"{where}.reduce_zero_label must be true or false, got {reduce_zero_label!r}")
-        self.reduce_zero_label = reduce_zero_label
+    def __init__(self, options: LabelOptions, *, num_classes: int, ignore_index: int):
+        self.reduce_zero_label = options.reduce_zero_label
         self.ignore_index = ignore_index
-        self.table = _check_label_map(label_map or {}, num_classes, ignore_index, where)
+        self.table = _check_label_map(options.label_map or {}, num_classes, ignore_index, options.where)
 
     @property
     def active(self) -> bool:

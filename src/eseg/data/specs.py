@@ -12,14 +12,16 @@
     {"type": "huggingface", "path": "data/hf_saved", "image_column": "image", "label_column": "label"}
 
 Every type takes ``on_bad_data: error | skip``; the file-based user formats also take the split
-keys (``splits``, ``val_fraction``, ``allow_train_val_overlap``: :mod:`eseg.data.splits`) and
-most the label keys (``label_map``, ``reduce_zero_label``: :mod:`eseg.data.labels`). The format
-rules are in docs/data.md. ``DATASETS`` holds each type's class (imported only when built) and
-its spec keys, so specs are checked without importing torch.
+keys (``splits``, ``val_fraction``, ``allow_train_val_overlap``), which reach the dataset as one
+``split_options`` (:class:`~eseg.data.splits.SplitOptions`), and most the label keys
+(``ignore_index``, ``label_map``, ``reduce_zero_label``), as one ``label_options``
+(:class:`~eseg.data.labels.LabelOptions`). The format rules are in docs/data.md. ``DATASETS``
+holds each type's class (imported only when built) and its spec keys, so specs are checked
+without importing torch.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ DATASETS.register("huggingface", "eseg.data.hf:HuggingFaceDataset",
                   required=("path",), palette=None)
 
 EXPORT_LAYOUTS = ("folder", "voc", "cvat", "coco")  # the types eseg.data.exports writes (eseg data synth --format)
+CONVERT_SOURCES = ("voc", "cvat", "coco")  # the exports eseg data convert reads
 SYNTHETIC_DEFAULT_IMAGES = {"train": 1000, "val": 100, "test": 100}
 SYNTHETIC_DEFAULT_SIZE = (256, 512)
 
@@ -73,23 +76,24 @@ def check_dataset_spec(spec: Any, where: str = "data.dataset") -> dict:
     for key in meta["required"]:
         if spec.get(key) in (None, ""):
             raise ConfigError(f"{where}: dataset type {spec['type']!r} needs '{key}' ({REQUIRED_WHAT[key]})")
-    _check_common_values(spec, where)
+    group_options(spec, meta["keys"], where)  # checks the split and label keys' value types
     return dict(spec)
 
 
-def _check_common_values(spec: Mapping, where: str) -> None:
-    """The split and label keys' value types, so a config fails before anything is built (the
-    ranges that need the classes are checked when the dataset is built)."""
-    from .splits import check_fraction, list_files
+def group_options(spec: Mapping, keys: Collection[str], where: str) -> dict:
+    """``spec`` with its split keys as one ``split_options`` and its label keys as one
+    ``label_options``, for a type whose spec ``keys`` include them. The value types are checked
+    here, so a config fails before anything is built; the ranges that need the classes are
+    checked when the dataset is built."""
+    from .labels import LabelOptions
+    from .splits import SplitOptions
 
-    check_fraction(spec.get("val_fraction"), where)
-    list_files(spec.get("splits"), Path("."), where)
-    for key in ("allow_train_val_overlap", "reduce_zero_label"):
-        if key in spec and not isinstance(spec[key], bool):
-            raise ConfigError(f"{where}.{key} must be true or false, got {spec[key]!r}")
-    if spec.get("label_map") is not None and not isinstance(spec["label_map"], Mapping):
-        raise ConfigError(f"{where}.label_map must map stored values to class ids, e.g. {{3: 1, 7: 2}}; "
-                          f"got {spec['label_map']!r}")
+    grouped = dict(spec)
+    for name, make, group in (("split_options", SplitOptions, SPLIT_KEYS),
+                              ("label_options", LabelOptions, ("ignore_index", *LABEL_KEYS))):
+        if any(key in keys for key in group):
+            grouped[name] = make(**{key: grouped.pop(key) for key in group if key in grouped}, where=where)
+    return grouped
 
 
 def load_dataset_spec(path: str | Path) -> dict:
@@ -120,6 +124,7 @@ def build_dataset(spec: Mapping[str, Any], split: str, *, transform=None, where:
     """Build the dataset described by ``spec`` for ``split``."""
     options = check_dataset_spec(spec, where)
     kind = options.pop("type")
+    options = group_options(options, DATASETS.metadata(kind)["keys"], where)
     builder = DATASETS.get(kind)
     if kind == "synthetic":
         options["num_images"] = _synthetic_count(options.get("num_images"), split)

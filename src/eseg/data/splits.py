@@ -11,8 +11,8 @@ A dataset lists a *pool* of samples by name and picks a split from it, in this o
    the names, so it is the same on every machine and run, and adding files moves few others;
 4. otherwise every split name reads the whole pool, which suits evaluating a folder.
 
-:func:`check_disjoint` refuses train and val sets that share files unless the spec says
-``allow_train_val_overlap: true``. Every dataset says where its samples came from in
+The spec's split keys reach a dataset as one :class:`SplitOptions`. :func:`check_disjoint`
+refuses train and val sets that share files unless the spec says ``allow_train_val_overlap: true``. Every dataset says where its samples came from in
 ``split_source`` (printed by the training header).
 """
 from __future__ import annotations
@@ -70,6 +70,32 @@ def list_files(splits: Any, root: Path, where: str) -> dict[str, Path]:
         raise ConfigError(f"{where}.splits must map split names to list files, e.g. {{train: train.txt, val: val.txt}}; "
                           f"got {splits!r}")
     return {str(name): (root / path if not Path(path).is_absolute() else Path(path)) for name, path in splits.items()}
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """A spec's split keys (``splits``: split -> list file, ``val_fraction``,
+    ``allow_train_val_overlap``), checked; ``where`` names the spec in errors."""
+
+    splits: Mapping[str, str | Path] | None = None
+    val_fraction: float | None = None
+    allow_train_val_overlap: bool = False
+    where: str = "data.dataset"
+
+    def __post_init__(self):
+        object.__setattr__(self, "val_fraction", check_fraction(self.val_fraction, self.where))
+        list_files(self.splits, Path("."), self.where)
+        if not isinstance(self.allow_train_val_overlap, bool):
+            raise ConfigError(f"{self.where}.allow_train_val_overlap must be true or false, "
+                              f"got {self.allow_train_val_overlap!r}")
+
+    def lists(self, root: Path) -> dict[str, Path]:
+        """The split lists as paths, relative ones under the dataset ``root``."""
+        return list_files(self.splits, root, self.where)
+
+    def rule(self, split: str, source: str, root: Path) -> SplitRule:
+        """How ``split`` is picked from the pool ``source`` (named in messages) with these options."""
+        return SplitRule(split, source, self.lists(root), self.val_fraction)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ Splits: the spec's ``splits`` lists, else the lists in ``ImageSets/Segmentation`
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import DataError
@@ -27,8 +26,8 @@ from .base import Sample, SegDataset, Transform
 from .classes import LABELMAP_FILE, read_labelmap, resolve_classes
 from .folder import files_by_stem
 from .io import IMAGE_EXTENSIONS, LOSSY_MASK_EXTENSIONS, MASK_EXTENSIONS
-from .labels import ColorTable
-from .splits import SplitRule, check_fraction, list_files, read_split_list, refuse_mixed
+from .labels import ColorTable, LabelOptions
+from .splits import SplitOptions, SplitRule, read_split_list, refuse_mixed
 
 VOID_COLOR = (224, 224, 192)
 LISTS_DIR = Path("ImageSets") / "Segmentation"
@@ -61,28 +60,25 @@ class VOCDataset(SegDataset):
         split: str = "train",
         *,
         classes: str | Path | list[str] | None = None,
-        splits: Mapping[str, str] | None = None,
-        val_fraction: float | None = None,
-        allow_train_val_overlap: bool = False,
-        label_map: Mapping | None = None,
-        reduce_zero_label: bool = False,
+        label_options: LabelOptions | None = None,
+        split_options: SplitOptions | None = None,
         transform: Transform | None = None,
         on_bad_data: str = "error",
     ):
         self.root = find_voc_root(Path(root))
         info = self._classes(classes)
-        super().__init__(split=split, class_names=info["names"], palette=info["colors"], transform=transform,
-                         on_bad_data=on_bad_data, label_map=label_map, reduce_zero_label=reduce_zero_label)
-        self.allow_train_val_overlap = bool(allow_train_val_overlap)
+        super().__init__(split=split, class_names=info["names"], palette=info["colors"], ignore_index=info["ignore_index"],
+                         transform=transform, on_bad_data=on_bad_data, label_options=label_options,
+                         split_options=split_options)
         self.mask_colors = ColorTable(info["colors"], source=info["source"], extra={VOID_COLOR: self.ignore_index})
         images = files_by_stem(self.root / "JPEGImages", IMAGE_EXTENSIONS)
         mask_dir = self.root / "SegmentationClass"
         masks = files_by_stem(mask_dir, MASK_EXTENSIONS + LOSSY_MASK_EXTENSIONS) if mask_dir.is_dir() else {}
-        lists = list_files(splits, self.root, "data.dataset") or self._found_lists()
+        lists = self.split_options.lists(self.root) or self._found_lists()
         pool_list = self.root / LISTS_DIR / f"{POOL_LIST}.txt"
         where = f"{self.root} ({pool_list.relative_to(self.root)}: one list, no train/val)" \
             if pool_list.is_file() and not lists else str(self.root)
-        rule = SplitRule(split, where, lists, check_fraction(val_fraction, "data.dataset"))
+        rule = SplitRule(split, where, lists, self.split_options.val_fraction)
         refuse_mixed(rule, bool(lists), f"split lists ({', '.join(f'{k}: {v}' for k, v in lists.items())})")
         names = self._pool(images, masks, bool(lists))
         keep, self.split_source = rule.select(names)

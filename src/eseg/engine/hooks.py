@@ -201,7 +201,7 @@ class MLflowLogger(HookBase):
         try:
             import mlflow
         except ImportError as exc:
-            raise ConfigError(f"run.mlflow is set but mlflow is not installed: pip install mlflow ({exc})") from exc
+            raise ConfigError(f"run.mlflow is set but mlflow is not installed: pip install 'eseg[mlflow]' ({exc})") from exc
         self.mlflow, self.uri, self.run_name, self.active = mlflow, tracking_uri, run_name, False
 
     def before_train(self) -> None:

@@ -37,6 +37,10 @@ TOLERANCES = {"fp32": PARITY_ATOL, "fp16": 5e-2, "bf16": 0.25, "int8": None}  # 
 MIN_ARGMAX_AGREEMENT = {"fp16": 0.99, "bf16": 0.98}
 
 
+class ExportSizeWarning(UserWarning):
+    """A fixed export size other than the one the model was validated at."""
+
+
 @dataclass
 class ExportRequest:
     model: str
@@ -314,7 +318,7 @@ def export_size(request: ExportRequest, config, log: Callable[[str], None]) -> t
         advice = f"drop --size to export at {format_size(validated)}" if validated else "or use --dynamic"
         warnings.warn(f"exporting a fixed {format_size(size)} graph, but the model was validated at "
                       f"{described_sizes(config.val_sizes)}: images are resized to {format_size(size)} and its "
-                      f"accuracy may differ from validation's; {advice}", stacklevel=2)
+                      f"accuracy may differ from validation's; {advice}", ExportSizeWarning, stacklevel=2)
     return size, dynamic
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,7 @@ class Predictor:
         self.failures: list[tuple[Path, str]] = []
         self.successes = 0
         self.total = 0
+        self.seconds = 0.0  # from the first input read to the last output written (start-up apart)
         self.bar = None
 
     def _fail(self, path: Path, exc: BaseException) -> None:
@@ -268,11 +270,13 @@ def predict_sources(segmenter: Segmenter, source: str | Path, out_dir: str | Pat
     images = [(p, s) for p, s in sources if not is_video(p)]
     videos = [(p, s) for p, s in sources if is_video(p)]
     predictor.bar = progress_bar(images, videos) if progress else None
+    start = time.perf_counter()
     try:
         predictor.run_images(images)
         for path, stem in videos:
             predictor.run_video(path, stem)
     finally:
+        predictor.seconds = time.perf_counter() - start
         if predictor.bar is not None:
             predictor.bar.close()
     order = {path: number for number, (path, _) in enumerate(sources)}

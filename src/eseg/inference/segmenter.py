@@ -38,7 +38,6 @@ network inputs, call the network, read the masks), for a pipeline that overlaps 
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,11 +151,12 @@ class Segmenter:
         return self.masks_from_tensors(self.normalized(images))
 
     def stream(self, images: Iterable[ImageInput]) -> Iterator[np.ndarray]:
-        """The mask of each of ``images`` (paths, arrays, PIL images; any iterable, read lazily:
-        ``batch_size`` at a time), yielded in order (Ultralytics' ``stream=True``)."""
-        iterator = iter(images)
-        while chunk := list(itertools.islice(iterator, self.batch_size)):
-            yield from self.predict_batch(chunk)
+        """The mask of each of ``images`` (paths, arrays, PIL images; any iterable, read lazily, a
+        few batches ahead), yielded in order (Ultralytics' ``stream=True``); decoding runs on
+        threads ahead of the network (:func:`eseg.inference.pipeline.stream_masks`)."""
+        from .pipeline import stream_masks
+
+        yield from stream_masks(self, images)
 
     def predict_logits(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor | list[torch.Tensor]:
         """(C, H, W) float logits on CPU for one image, or a list of them for a list of images."""

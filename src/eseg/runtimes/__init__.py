@@ -45,10 +45,9 @@ def backend_for(path: str | Path) -> str:
 
 
 def model_source(path: str | Path) -> Path:
-    """What :func:`load_runner` loads for ``path``: a graph file as it is, whatever its name;
-    anything else resolved by :func:`eseg.paths.resolve_model_path` (a run folder: its best
-    checkpoint)."""
-    return Path(path) if sniff_graph_format(path) else resolve_model_path(path)
+    """What :func:`load_runner` loads for ``path``: a graph file as it is, whatever its name; a
+    run folder's best checkpoint; a model folder (:func:`eseg.paths.resolve_model_path`)."""
+    return resolve_model_path(path)
 
 
 def check_backend_reads(backend: str, path: str | Path, source: Path) -> None:
@@ -81,4 +80,4 @@ def load_runner(path: str | Path, backend: str | None = None, *, device: Any = N
     return BACKENDS.get(name)(source, device=device, **options)
 
 
-__all__ = ["BACKENDS", "backend_for", "load_runner"]
+__all__ = ["BACKENDS", "backend_for", "load_runner", "model_source"]
