@@ -42,15 +42,22 @@ def logits(kind: str, num_classes: int, size: tuple[int, int], seed: int = 0) ->
     return np.ascontiguousarray(noisy)  # (C, h, w) in memory too, as a network's output is
 
 
-def best_ms(fns: list, runs: int) -> list[float]:
-    """Best milliseconds of each of ``fns``, timed round-robin (machine load hits all alike)."""
-    times = [[] for _ in fns]
-    for _ in range(runs + 1):  # the first round warms up
+def round_robin_seconds(fns: list, runs: int) -> list[list[float]]:
+    """Seconds of every call of each of ``fns``, timed round-robin (machine load hits all alike);
+    a first, warm-up round is not kept."""
+    times: list[list[float]] = [[] for _ in fns]
+    for round_ in range(runs + 1):
         for fn, spent in zip(fns, times):
             start = time.perf_counter()
             fn()
-            spent.append(time.perf_counter() - start)
-    return [1000 * min(spent[1:]) for spent in times]
+            if round_:
+                spent.append(time.perf_counter() - start)
+    return times
+
+
+def best_ms(fns: list, runs: int) -> list[float]:
+    """Best milliseconds of each of ``fns``, timed round-robin."""
+    return [1000 * min(spent) for spent in round_robin_seconds(fns, runs)]
 
 
 def row(kind: str, num_classes: int, size: tuple[int, int], threads: int, runs: int) -> str:

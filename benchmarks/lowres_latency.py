@@ -14,7 +14,7 @@ one warm-up round, on one synthetic street image:
 - ``lowres -> mask (model logits)``: ``Segmenter.masks_from_tensors`` on the low-resolution graph
   (pad, network, :func:`~eseg.inference.lowres.lowres_argmax`) with this model's own logits;
 - ``lowres -> mask (street logits)``: the low-resolution graph, then the rule on the logits a
-  network that sees the street scene would give (its labels one-hot, plus noise: H5's
+  network that sees the street scene would give (its labels one-hot, plus noise: the
   ``benchmarks/lowres_argmax.py`` ``street`` logits), since the rule's cost depends on how many
   cells disagree and random weights do not give a trained model's logits.
 
@@ -25,7 +25,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +42,8 @@ from eseg.sizes import parse_size
 from eseg.tables import markdown_header, markdown_row
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lowres_argmax import logits as street_like  # noqa: E402  (H5's stand-in for trained logits)
+from lowres_argmax import logits as street_like  # noqa: E402  (street-scene logits: a trained model's stand-in)
+from lowres_argmax import round_robin_seconds  # noqa: E402
 
 COLUMNS = ("size", "full network ms", "full + argmax ms", "lowres network ms", "lowres -> mask (model logits) ms",
            "lowres -> mask (street logits) ms", "ratio model logits", "ratio street logits", "rule alone ms (model / street)",
@@ -56,14 +56,7 @@ def disagreeing(low: np.ndarray) -> float:
 
 
 def medians_ms(fns: list, runs: int) -> list[float]:
-    times = [[] for _ in fns]
-    for round_ in range(runs + 1):  # the first round warms up
-        for fn, spent in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            if round_:
-                spent.append(time.perf_counter() - start)
-    return [1000 * statistics.median(spent) for spent in times]
+    return [1000 * statistics.median(spent) for spent in round_robin_seconds(fns, runs)]
 
 
 def graphs(model, size, threads: int, work: Path) -> tuple[OpenVINORunner, OpenVINORunner]:

@@ -117,6 +117,13 @@ def test_shards_partition_the_sorted_inputs():
     assert Shard(rank=1, world_size=4, local_world_size=2).cpu_threads() >= 1
 
 
+def test_local_ranks_split_the_cores_between_them():
+    cores = sorted(os.sched_getaffinity(0))
+    shares = [Shard(rank=r, world_size=2, local_rank=r, local_world_size=2).own_cores() for r in range(2)]
+    assert shares[0] + shares[1] == cores[: 2 * (len(cores) // 2)] and not set(shares[0]) & set(shares[1])
+    assert Shard(rank=0, world_size=2, local_rank=0, local_world_size=len(cores) + 1).own_cores() == []
+
+
 def test_two_ranks_match_one_process(setup):
     root, model_dir = setup
     reference = single_process(setup, "single")
@@ -148,3 +155,17 @@ def test_two_local_nodes(setup):
     assert "predicted" not in second
     assert_same_outputs(out, reference)
     assert_disjoint(written_by_rank(logs), 2)
+
+
+def test_rank_0_numbers_the_output_folder_for_all(setup, tmp_path):
+    """Without --out every rank writes into the one folder rank 0 picked: runs/predict-2 here."""
+    root, model_dir = setup
+    (tmp_path / "runs" / "predict").mkdir(parents=True)
+    args = [a for a in predict_args(model_dir, root, "unused") if a not in ("--out", "unused")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(free_port()), "-m", "eseg.cli", *args, "--save", "masks"]
+    code, stdout, _ = finish(run(command, tmp_path / "logs", cwd=tmp_path))
+    assert code != 0 and "outputs in runs/predict-2" in stdout  # broken.png makes it exit 1
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["predict", "predict-2"]
+    written = sorted(p.name for p in (tmp_path / "runs" / "predict-2" / "masks").rglob("*.png"))
+    assert written == sorted(f"img{i}.png" for i in range(len(IMAGE_SIZES)))

@@ -149,7 +149,7 @@ def test_every_readme_example_runs(workspace, monkeypatch, capsys):
     capsys.readouterr()
     (code,) = blocks("python")
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
-    assert (workspace / "runs" / "demo" / "model_512x1024.xml").is_file()
+    assert (workspace / "runs" / "demo" / "model_128x256.xml").is_file()
     import eseg
     from eseg.data.synthetic import CLASSES
 

@@ -88,19 +88,21 @@ def summary(outcomes: list[tuple], segmenter, out_dir, shard) -> str:
 
 
 def load_rank_runner(args: argparse.Namespace, shard):
-    """The runner of this rank: its own GPU under torchrun (torch backend), ``--threads`` CPU
-    threads (under torchrun by default the machine's cores shared by its ranks)."""
+    """The runner of this rank: its own GPU under torchrun (torch backend), else its own share of
+    the machine's cores; ``--threads`` CPU threads (under torchrun by default that share)."""
     import torch
 
     from ..devices import resolve_device
     from ..runtimes import backend_for, load_runner, model_source
 
     backend = args.backend or backend_for(model_source(args.model))
-    threads = args.threads or (shard.cpu_threads() if shard.distributed else None)
-    if threads:
-        torch.set_num_threads(threads)
     device = args.device
     if backend == "torch" and shard.distributed and device in ("auto", "cuda"):
         device = str(resolve_device(device, shard.local_rank))
+    if shard.distributed and not str(device).startswith("cuda"):
+        shard.keep_to_own_cores()  # before the runtime starts its threads
+    threads = args.threads or (shard.cpu_threads() if shard.distributed else None)
+    if threads:
+        torch.set_num_threads(threads)
     extra = {"threads": threads} if threads and backend != "torch" else {}
     return load_runner(args.model, args.backend, device=device, **extra)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import CheckpointError
-from ..inference.pipeline import OrderedJobs
+from ..inference.pipeline import OrderedJobs, stop_at_error
 
 
 class DatasetEvaluator(abc.ABC):
@@ -54,7 +54,7 @@ def inference_on_dataset(segmenter, data, evaluators: Sequence[DatasetEvaluator]
     bar = _progress(len(loader.dataset), desc) if progress else None
     start, count, skipped = time.perf_counter(), 0, {}
     try:  # the loader's workers decode ahead; the evaluators run behind the network, in order, on one thread
-        with OrderedJobs(_raise, workers=1) as behind:
+        with OrderedJobs(stop_at_error, workers=1) as behind:
             for items in loader:
                 masks = segmenter.masks_from_tensors([item["image"] for item in items])
                 behind.submit(None, _process, evaluators, items, masks)
@@ -78,11 +78,6 @@ def _process(evaluators: Sequence[DatasetEvaluator], items: list[dict], masks: l
     as_tensors = [torch.from_numpy(mask).long() for mask in masks]
     for evaluator in evaluators:
         evaluator.process(items, as_tensors)
-
-
-def _raise(_, error: BaseException | None) -> None:
-    if error is not None:
-        raise error
 
 
 def _progress(total: int, desc: str):

@@ -5,13 +5,14 @@ Three stages, each keeping the input order:
 - **decode**: a thread pool reads, decodes and normalises inputs ahead of the network (PIL's
   decoders and torch's arithmetic release the GIL), at most ``depth`` inputs ahead;
 - **network**: in the calling thread, ``segmenter.batch_size`` inputs at a time (OpenVINO, ONNX
-  Runtime and torch release the GIL while they run);
+  Runtime and torch release the GIL while they run); each batch's masks are read from its
+  logits (the exact low-resolution argmax) on a mask thread while the next batch runs;
 - **write**: :class:`OrderedJobs` runs encode-and-write jobs on a thread pool (zlib and libjpeg
   release the GIL), at most ``depth`` jobs pending, and reports each job's outcome in the order
   the jobs were given.
 
-Memory stays flat over any number of inputs: at most ``depth`` decoded inputs and ``depth``
-pending writes exist at a time. One bad input is one :class:`Prediction` with its ``error``; the
+Memory stays flat over any number of inputs: at most ``depth`` decoded inputs (and the two
+batches at the network and the mask thread) and ``depth`` pending writes exist at a time. One bad input is one :class:`Prediction` with its ``error``; the
 others go on. :func:`stream` is what ``eseg predict``, video prediction and ``Segmenter.stream``
 run; ``eseg val`` overlaps its decoding through the data loader's workers and its evaluators
 through a :class:`OrderedJobs` (:func:`eseg.evaluation.inference_on_dataset`).
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..data.io import as_rgb
 from ..data.transforms import normalize
@@ -167,8 +169,6 @@ class _Batch:
 
 def _network(segmenter, batch: list[_Decoded], with_logits: bool) -> Callable[[], dict]:
     """Runs the network on ``batch``'s good inputs now; returns what reads their masks (on the mask thread)."""
-    import torch
-
     good = [item for item in batch if item.error is None]
     tensors = [item.tensor for item in good]
     if not tensors:
@@ -188,6 +188,13 @@ def _network(segmenter, batch: list[_Decoded], with_logits: bool) -> Callable[[]
                     for i, mask in zip(call.indices, segmenter.batch_masks(call, raw))}
 
     return read_masks
+
+
+def stop_at_error(_key: Any, error: BaseException | None) -> None:
+    """An :class:`OrderedJobs` ``done`` for jobs that share one fate (a video's frames, evaluators):
+    the first failed job's error stops them all."""
+    if error is not None:
+        raise error
 
 
 class OrderedJobs:

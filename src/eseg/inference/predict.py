@@ -24,7 +24,7 @@ import torch
 from .. import fileio
 from ..data.io import IMAGE_EXTENSIONS
 from ..errors import ConfigError, DataError
-from .pipeline import OrderedJobs, read_ahead, stream
+from .pipeline import OrderedJobs, read_ahead, stop_at_error, stream
 from .segmenter import Segmenter
 from .sharding import Shard
 from .video import VIDEO_EXTENSIONS, VideoWriter, is_video, read_video
@@ -199,7 +199,7 @@ class Predictor:
 
     def _write_frames(self, frames, writers: dict[str, VideoWriter], stem: Path) -> int:
         count = 0
-        with OrderedJobs(_frame_written, workers=1, depth=2 * self.segmenter.batch_size) as queue:
+        with OrderedJobs(stop_at_error, workers=1, depth=2 * self.segmenter.batch_size) as queue:
             for result in stream(self.segmenter, frames, decode=np.asarray, workers=self.workers):
                 frame_png = self.out_dir / MASK_DIR / stem / f"{count:06d}.png" if self.save_frames else None
                 queue.submit(None, self._write_frame, writers, result.image, result.mask, frame_png)
@@ -217,11 +217,6 @@ class Predictor:
             writers["overlay"].append(overlay(frame, mask, self.look.palette, alpha=self.look.alpha))
         if frame_png is not None:
             write_mask(frame_png, mask)
-
-
-def _frame_written(_, error: BaseException | None) -> None:
-    if error is not None:  # a video stops at its first frame that cannot be written
-        raise error
 
 
 def outputs_in_the_way(sources: list[tuple[Path, Path]], out_dir: Path, save: Iterable[str]) -> str | None:

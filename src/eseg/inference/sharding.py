@@ -4,7 +4,8 @@ Rank r of N takes inputs r, r + N, r + 2N, ... of the sorted list, so no two ran
 every rank sees the same list (the source on storage every node reads). Rank 0 decides what
 concerns all (the output folder, the legend, the summary); a few small picklable values travel
 between ranks through ``torch.distributed`` (gloo is enough: they are objects, not tensors).
-Without torchrun's environment there is one shard, rank 0 of 1, and nothing travels.
+Without torchrun's environment there is one shard, rank 0 of 1, and nothing travels. On CPU each
+rank keeps to its own share of the machine's cores (:meth:`Shard.keep_to_own_cores`).
 """
 from __future__ import annotations
 
@@ -43,10 +44,24 @@ class Shard:
         """This rank's items: every ``world_size``-th from ``rank``."""
         return list(items[self.rank :: self.world_size])
 
+    def own_cores(self) -> list[int]:
+        """This rank's share of the cores this process may use: local rank k of n takes the k-th
+        n-th of them (none where there are fewer cores than local ranks, or no affinity to read)."""
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        share = len(cores) // self.local_world_size
+        return cores[self.local_rank * share : (self.local_rank + 1) * share]
+
     def cpu_threads(self) -> int:
-        """This machine's cores shared by its ranks (at least one each)."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores // self.local_world_size)
+        """This rank's share of the machine's cores (at least one)."""
+        return max(1, len(self.own_cores()) or (os.cpu_count() or 1) // self.local_world_size)
+
+    def keep_to_own_cores(self) -> None:
+        """Run this rank (and the threads it starts) on :meth:`own_cores`. OpenVINO pins its threads
+        to the first cores it may use, so two ranks left alone share one core: measured, 2 ranks x 1
+        thread ran at half speed (docs/benchmark.md)."""
+        cores = self.own_cores()
+        if self.distributed and cores and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cores)
 
     def join(self) -> None:
         """Join torchrun's process group (gloo: only small objects travel) when there is one."""
