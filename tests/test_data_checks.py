@@ -175,3 +175,21 @@ def test_skip_warns_once_per_file_as_one_line(tmp_path):
                      "0..3 and are not the ignore index 255"]
     assert "warnings.warn" not in result.stderr and "_record_bad" not in result.stderr
     assert "skipped bad files (on_bad_data: skip): train 1" in result.stdout
+
+
+def test_an_unreadable_or_unwritable_mask_cache_is_reported_and_the_masks_scanned_again(tmp_path, monkeypatch):
+    from eseg.data.scan import ValueCountCache
+
+    monkeypatch.setenv("ESEG_CACHE_DIR", str(tmp_path / "cache"))
+    cache = ValueCountCache("split-a")
+    cache.path.parent.mkdir(parents=True)
+    cache.path.write_text("{not json", encoding="utf-8")
+    with pytest.warns(UserWarning, match="unreadable mask-value cache"):
+        assert ValueCountCache("split-a").entries == {}
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    monkeypatch.setenv("ESEG_CACHE_DIR", str(blocked))
+    cache = ValueCountCache("split-b")
+    cache.changed = True
+    with pytest.warns(UserWarning, match="cannot write the mask-value cache"):
+        cache.save()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,14 +44,19 @@ class ValueCountCache:
 
     def __init__(self, identity: str) -> None:
         self.path = cache_dir() / "mask-values" / f"{hashlib.sha1(identity.encode()).hexdigest()[:20]}.json"
-        self.entries: dict[str, list] = {}
+        self.entries: dict[str, list] = self._read() if self.path.is_file() else {}
         self.changed = False
+
+    def _read(self) -> dict[str, list]:
+        """The cached entries; an unreadable or older cache is reported and scanned again."""
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
             if doc.get("version") == CACHE_VERSION:
-                self.entries = doc["files"]
-        except (OSError, ValueError, KeyError, AttributeError):
-            pass  # no cache yet, or an unreadable one: scan again
+                return dict(doc["files"])
+            return {}  # written by another eseg version: its entries may mean something else
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+            warnings.warn(f"{self.path}: unreadable mask-value cache ({exc}); scanning the masks again", stacklevel=3)
+            return {}
 
     @staticmethod
     def stamp(path: Path) -> list[int]:
@@ -79,8 +85,9 @@ class ValueCountCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_text(self.path, json.dumps({"version": CACHE_VERSION, "files": self.entries}))
-        except OSError:
-            pass  # a read-only home: the next start scans again
+        except OSError as exc:
+            warnings.warn(f"cannot write the mask-value cache {self.path} ({exc}); the next start scans the masks "
+                          f"again. Set {CACHE_ENV} to a writable folder to keep it", stacklevel=2)
 
 
 def _workers() -> int:
