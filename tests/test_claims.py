@@ -169,11 +169,16 @@ TINY_RUN = ["--steps", "2", "--val-images", "2", "--latency-runs", "1", "--threa
             "--set", "data.dataset.size=[64,128]", "--set", "data.crop_size=[64,128]"]
 
 
+# every claim's roles and two points of two families' fronts (the whole manifest is 17 runs)
+SMOKE = ["eseg_p5", "eseg_p9", "fpn_p9", "deeplabv3plus_os16", "eseg_p9_w16", "deeplabv3plus_os16_w16", "lraspp_w32"]
+
+
 def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):
     out, work = tmp_path / "out", tmp_path / "runs"
-    assert main(["reproduce", "--quick", *TINY_RUN, "--out", str(out), "--work-dir", str(work)]) == 0
+    assert main(["reproduce", "--quick", *TINY_RUN, "--experiments", ",".join(SMOKE), "--out", str(out),
+                 "--work-dir", str(work)]) == 0
 
-    names = load_manifest(CLAIMS).names()
+    names = [name for name in load_manifest(CLAIMS).names() if name in SMOKE]
     doc = json.loads((out / "claims.json").read_text())
     assert list(doc["experiments"]) == names
     assert doc["settings"]["seeds"] == [0] and doc["settings"]["steps"] == 2 and doc["settings"]["bn_batches"] == 2
@@ -187,6 +192,7 @@ def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):
         assert exp["summary"]["mIoU_mean"] == pytest.approx(run["mIoU"]) and exp["summary"]["mIoU_std"] == 0.0
         assert exp["summary"]["running_bn_mIoU_mean"] == pytest.approx(run["running_bn_mIoU"])
         assert exp["costs"]["params_M"] > 0 and exp["costs"]["latency_ms"] > 0 and exp["costs"]["GMACs"] > 0
+        assert exp["costs"]["latency_precision"] == "f32"  # OpenVINO told fp32, not its bf16 default
         model = eseg.create_model(exp["model"]["name"], num_classes=8,
                                   **{k: v for k, v in exp["model"].items() if k != "name"})
         assert exp["costs"]["canvas"] == list(padded_size(64, 128, model.input_stride))
@@ -197,13 +203,16 @@ def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):
     assert doc["bn_check"]["max_gap_points"] == pytest.approx(max(gaps))
 
     markdown = (out / "claims.md").read_text()
-    table = [line for line in markdown.splitlines() if line.startswith("| ") and "`" in line and "±" in line]
+    results = markdown[markdown.index("## Results"):]
+    table = [line for line in results.splitlines() if line.startswith("| ") and "`" in line and "±" in line]
     assert len(table) == len(names)
     assert "mIoU, precise BN (%) | mIoU, running BN (%)" in markdown
     assert "Every verdict compares precise-BN scores" in markdown
     assert "eseg reproduce --quick --steps 2" in markdown
+    assert "## Fronts: mIoU against deployed latency" in markdown and "at matched latency" in markdown
+    assert doc["settings"]["latency"] == {"runtime": "openvino", "precision": "fp32", "threads": 1}
     assert "With one seed there is no run-to-run noise" in markdown  # a smoke run is not evidence
-    for rel in ("img/claims_miou_vs_max_level.png", "img/claims_miou_vs_latency.png"):
+    for rel in ("img/claims_miou_vs_max_level.png", "img/claims_fronts.png"):
         assert f"]({rel})" in markdown
         with Image.open(out / rel) as image:
             assert image.format == "PNG" and min(image.size) > 100
@@ -224,3 +233,17 @@ def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):
                  "--work-dir", str(work)]) == 0
     reused = json.loads((again / "claims.json").read_text())["experiments"][first]["runs"]
     assert reused == doc["experiments"][first]["runs"]
+
+    # --part trains only its own slice and renders every finished run: the smoke's, reused, plus its new one
+    config_dir = tmp_path / "claims"
+    shutil.copytree(CLAIMS, config_dir)
+    manifest = yaml.safe_load((config_dir / "experiments.yaml").read_text())
+    manifest["parts"] = {"one": {"seeds": [0], "experiments": [first, "eseg_p7"]}}
+    (config_dir / "experiments.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    part_out = tmp_path / "part"
+    assert main(["reproduce", "--quick", *TINY_RUN, "--part", "one", "--config-dir", str(config_dir),
+                 "--out", str(part_out), "--work-dir", str(work)]) == 0
+    parted = json.loads((part_out / "claims.json").read_text())["experiments"]
+    assert set(parted) == set(SMOKE) | {"eseg_p7"} and len(parted["eseg_p7"]["runs"]) == 1
+    assert all(parted[name]["runs"] == doc["experiments"][name]["runs"] for name in SMOKE)
+    assert "--part one" in (part_out / "claims.md").read_text()

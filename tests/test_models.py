@@ -37,7 +37,7 @@ def test_every_eseg_variant_builds_its_pyramid(name):
 
 def test_registry_covers_the_variants_and_rejects_unknown_names():
     assert eseg.list_models() == sorted(
-        ["deeplabv3plus", "eseg_s", "eseg_m", "eseg_l", "eseg_lite_s", "eseg_lite_m", "eseg_lite_l", "eseg_rt_s",
+        ["deeplabv3plus", "eseg_s", "eseg_m", "eseg_l", "eseg_lite_s", "eseg_lite_m", "eseg_lite_l", "eseg_rt_s", "lraspp",
          "eseg_rt_m", "eseg_rt_l"]
     )
     assert eseg.list_models("eseg_lite_*") == ["eseg_lite_l", "eseg_lite_m", "eseg_lite_s"]

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import CheckpointError
-from ..inference.pipeline import OrderedJobs, stop_at_error
+from ..inference.pipeline import OrderedJobs, masks_later, stop_at_error
 
 
 class DatasetEvaluator(abc.ABC):
@@ -53,11 +53,11 @@ def inference_on_dataset(segmenter, data, evaluators: Sequence[DatasetEvaluator]
         evaluator.reset()
     bar = _progress(len(loader.dataset), desc) if progress else None
     start, count, skipped = time.perf_counter(), 0, {}
-    try:  # the loader's workers decode ahead; the evaluators run behind the network, in order, on one thread
+    try:  # the loader's workers decode ahead; masks and evaluators run behind the network, in order, on one thread
         with OrderedJobs(stop_at_error, workers=1) as behind:
             for items in loader:
-                masks = segmenter.masks_from_tensors([item["image"] for item in items])
-                behind.submit(None, _process, evaluators, items, masks)
+                read_masks = masks_later(segmenter, [item["image"] for item in items])
+                behind.submit(None, _process, evaluators, items, read_masks)
                 count += len(items)
                 skipped.update(dict.fromkeys(reason for item in items for reason in item.get("skipped", ())))
                 if bar is not None:
@@ -74,8 +74,8 @@ def inference_on_dataset(segmenter, data, evaluators: Sequence[DatasetEvaluator]
     return results
 
 
-def _process(evaluators: Sequence[DatasetEvaluator], items: list[dict], masks: list) -> None:
-    as_tensors = [torch.from_numpy(mask).long() for mask in masks]
+def _process(evaluators: Sequence[DatasetEvaluator], items: list[dict], read_masks) -> None:
+    as_tensors = [torch.from_numpy(mask).long() for mask in read_masks()]
     for evaluator in evaluators:
         evaluator.process(items, as_tensors)
 

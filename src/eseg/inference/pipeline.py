@@ -173,19 +173,32 @@ def _network(segmenter, batch: list[_Decoded], with_logits: bool) -> Callable[[]
     tensors = [item.tensor for item in good]
     if not tensors:
         return dict
-    with torch.inference_mode():
-        if with_logits:
+    if with_logits:
+        with torch.inference_mode():
             full = segmenter.logits_from_tensors(tensors)
-            return lambda: {item.index: (segmenter.to_mask(out), out) for item, out in zip(good, full)}
-        if not segmenter.single_pass:  # several passes (TTA, windows): masks from averaged full logits
+        return lambda: {item.index: (segmenter.to_mask(out), out) for item, out in zip(good, full)}
+    read = masks_later(segmenter, tensors)
+    return lambda: {item.index: (mask, None) for item, mask in zip(good, read())}
+
+
+def masks_later(segmenter, tensors: list[torch.Tensor]) -> Callable[[], list[np.ndarray]]:
+    """Runs the network on normalized ``tensors`` now and returns what reads their masks, in
+    order: the mask step (the exact low-resolution argmax) left for another thread, so it overlaps
+    the next network call (``eseg predict`` and ``eseg val`` alike). Several passes (TTA,
+    windows) take their masks from the averaged full-resolution logits at once."""
+    with torch.inference_mode():
+        if not segmenter.single_pass:
             masks = segmenter.masks_from_tensors(tensors)
-            return lambda: {item.index: (mask, None) for item, mask in zip(good, masks)}
+            return lambda: masks
         calls = [(call, segmenter.run_network(call)) for call in segmenter.mask_batches(tensors)]
 
-    def read_masks() -> dict:
+    def read_masks() -> list[np.ndarray]:
+        masks: list = [None] * len(tensors)
         with torch.inference_mode():
-            return {good[i].index: (mask, None) for call, raw in calls
-                    for i, mask in zip(call.indices, segmenter.batch_masks(call, raw))}
+            for call, raw in calls:
+                for index, mask in zip(call.indices, segmenter.batch_masks(call, raw)):
+                    masks[index] = mask
+        return masks
 
     return read_masks
 

@@ -48,6 +48,27 @@ class TimmBackbone(nn.Module):
         return [features[i] for i in self.indices]
 
 
+class DilatedBackbone(nn.Module):
+    """timm features at ``low_stride`` and at ``output_stride`` (the deepest stage; timm turns
+    the strides beyond it into dilation): the two maps DeepLabV3+ and LR-ASPP decode."""
+
+    def __init__(self, name: str, *, output_stride: int, low_stride: int, pretrained: bool = False,
+                 weights_path: str | Path | None = None, needed_by: str = "this decoder") -> None:
+        super().__init__()
+        self.model = create_timm_features(name, pretrained=pretrained, weights_path=weights_path,
+                                          output_stride=output_stride)
+        reductions = self.model.feature_info.reduction()
+        if low_stride not in reductions:
+            raise ConfigError(f"backbone '{name}' has no stride-{low_stride} features (strides {reductions}); "
+                              f"{needed_by} needs one")
+        self.low_index = reductions.index(low_stride)
+        self.channels = [self.model.feature_info.channels()[i] for i in (self.low_index, -1)]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = self.model(x)
+        return [features[self.low_index], features[-1]]
+
+
 def create_timm_features(name: str, *, pretrained: bool, weights_path: str | Path | None, **timm_kwargs) -> nn.Module:
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0][:8]}*")[:8]

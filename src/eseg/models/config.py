@@ -54,6 +54,10 @@ class ModelConfig:
             raise ConfigError(f"{where}: {len(self.palette)} palette colours given for num_classes={self.num_classes}")
         check_ignore_index(self.ignore_index, self.num_classes, f"{where}.ignore_index")
 
+    def design(self) -> str:
+        """A one-line summary of the architecture's shape, for ``eseg models``."""
+        return self.arch
+
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, **schema.to_dict(self)}
 

@@ -3,7 +3,7 @@
 ``ARCHITECTURES`` maps an ``arch`` (saved in every config.json) to its network class, imported
 only when a model is built, and its torch-free config class. ``MODELS`` maps a registered model
 name to its architecture and config values (``eseg.models.eseg.variants``,
-``eseg.models.deeplab.variants``) and to the cost table ``eseg models`` prints. Listing and
+``eseg.models.deeplab.variants``, ``eseg.models.lraspp.variants``) and to the cost table ``eseg models`` prints. Listing and
 configuring models never imports torch.
 """
 from __future__ import annotations
@@ -19,13 +19,16 @@ from .deeplab import variants as deeplab_variants
 from .deeplab.config import DeepLabV3PlusConfig
 from .eseg import variants as eseg_variants
 from .eseg.config import ESegConfig
+from .lraspp import variants as lraspp_variants
+from .lraspp.config import LRASPPConfig
 
 ARCHITECTURES: Registry = Registry("architecture")
 ARCHITECTURES.register("eseg", "eseg.models.eseg.model:ESeg", config=ESegConfig)
 ARCHITECTURES.register("deeplabv3plus", "eseg.models.deeplab.model:DeepLabV3Plus", config=DeepLabV3PlusConfig)
+ARCHITECTURES.register("lraspp", "eseg.models.lraspp.model:LRASPP", config=LRASPPConfig)
 
 MODELS: Registry = Registry("model")
-for _module, _arch in ((eseg_variants, "eseg"), (deeplab_variants, "deeplabv3plus")):
+for _module, _arch in ((eseg_variants, "eseg"), (deeplab_variants, "deeplabv3plus"), (lraspp_variants, "lraspp")):
     for _name, _values in _module.VARIANTS.items():
         _family = "baseline" if _arch != "eseg" else "eseg-rt (ours)" if "_rt_" in _name else "eseg"
         MODELS.register(_name, _values, arch=_arch, family=_family, costs=_module.COSTS.get(_name))

@@ -15,8 +15,8 @@ from .registry import MODELS, get_config, list_models
 REFERENCE_SIZE = (1024, 2048)
 TABLE_START = "<!-- eseg-models-table:start -->"
 TABLE_END = "<!-- eseg-models-table:end -->"
-FOOTNOTE = ("Variant configurations are eseg's own design (the paper publishes none); `deeplabv3plus` is the atrous "
-            "baseline, not ESeg. GMACs are counted with torch.utils.flop_counter for 19 classes.")
+FOOTNOTE = ("Variant configurations are eseg's own design (the paper publishes none); `deeplabv3plus` (atrous) "
+            "and `lraspp` (torchvision's LR-ASPP decoder) are baselines, not ESeg. GMACs are counted with torch.utils.flop_counter for 19 classes.")
 HEADERS = {
     "model": "model", "family": "family", "backbone": "backbone", "design": "levels / W / D / head",
     "params_M": "params (M)", "eval_size": "eval H x W", "gmacs_eval": "GMACs @ eval",
@@ -39,13 +39,8 @@ def measure_costs(name: str, num_classes: int = 19) -> tuple[float, float, float
 
 
 def design(config) -> str:
-    if config.arch == "eseg":
-        levels = f"P{config.min_level}-P{config.max_level}"
-        if config.bifpn_min_level != config.min_level:
-            levels += f" (BiFPN P{config.bifpn_min_level}+)"
-        return (f"{levels} / {config.fpn_width} / {config.fpn_repeats} / {config.head_width}x{config.head_layers} "
-                f"{config.head_kind}")
-    return f"OS{config.output_stride} / ASPP {config.aspp_width} / decoder {config.decoder_width}x{config.decoder_layers}"
+    """The architecture's one-line summary (each config class says its own)."""
+    return config.design()
 
 
 def model_rows(names: list[str] | None = None, *, recount: bool = False) -> list[dict]:

@@ -26,7 +26,9 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .experiments import ClaimsOptions, Manifest, Plan, load_manifest, plan_claims
-from .report import JSON_FILE, render_markdown, write_reports
+from .runs import LATENCY_PRECISION, LATENCY_RUNTIME
+from .report import render_markdown, write_reports
+from .studies import json_name
 from .verdicts import claim_verdicts, compare, judge, summarize
 
 __all__ = ["ClaimsOptions", "Manifest", "Plan", "claim_verdicts", "compare", "judge", "load_manifest", "load_report",
@@ -39,22 +41,26 @@ def run_claims(options: ClaimsOptions, log: Callable[[str], None] = print) -> di
     """Train, score and time every experiment; the judged claims document."""
     import torch
 
-    from .runs import measure_costs, run_jobs
+    from .runs import MODEL_DIR, measure_costs, run_jobs
 
     plan = plan_claims(options)
     torch.set_num_threads(options.threads)  # training and timing alike
     start = time.perf_counter()
     experiments = {name: experiment_entry(plan, name) for name in plan.names}
-    pending = reuse_finished(plan, experiments, log) if options.reuse else list(plan.jobs)
+    pending = reuse_finished(plan, experiments, log, options.part) if options.reuse or options.part else list(plan.jobs)
     for done, (job, result) in enumerate(run_jobs(pending, options.threads, options.jobs), 1):
         experiments[job.name]["runs"].append(result)
         log(f"[{done}/{len(pending)}] {job.name} seed {job.seed}: mIoU {100 * result['mIoU']:.1f} precise BN, "
             f"{100 * result['running_bn_mIoU']:.1f} running BN; context mIoU {100 * result['context_mIoU']:.1f} "
             f"(trained in {result['train_seconds']:.0f} s; {(time.perf_counter() - start) / 60:.1f} min so far)")
+    experiments = {name: exp for name, exp in experiments.items() if exp["runs"]}  # a part: what is done
     size = image_size(plan.config(plan.names[0]))
-    costs = measure_costs({n: plan.config(n) for n in plan.names}, size, plan.budget.latency_runs, options.threads)
-    for name, exp in experiments.items():
+    for exp in experiments.values():
         exp["runs"].sort(key=lambda r: r["seed"])
+    models = {name: Path(exp["runs"][0]["run_dir"]) / MODEL_DIR for name, exp in experiments.items()}
+    log(f"timing {len(models)} deployed graph(s) (OpenVINO fp32, image to mask), {plan.budget.latency_runs} rounds")
+    costs = measure_costs(models, plan.budget.latency_runs, options.threads)
+    for name, exp in experiments.items():
         exp["costs"] = costs[name]
     doc = {"format": FORMAT, "command": options.command, "environment": environment(options.threads),
            "settings": settings_of(plan, options, experiments, size), "experiments": experiments,
@@ -68,24 +74,30 @@ def summarize_and_judge(doc: dict) -> dict:
     return judge(doc)
 
 
-def experiment_entry(plan: Plan, name: str) -> dict:
-    spec, cfg = plan.manifest.experiments.get(name), plan.config(name)
-    return {"label": spec.label, "roles": list(spec.roles), "config": str(plan.manifest.config_path(name)),
+def experiment_entry(plan: Plan, key: str) -> dict:
+    job = next(job for job in plan.jobs if job.name == key)
+    spec, cfg = plan.manifest.experiments.get(job.experiment), job.cfg
+    rate = f", lr {cfg.train.lr:g}" if key != job.experiment else ""
+    return {"label": spec.label + rate, "roles": list(spec.roles), "family": spec.family, "experiment": job.experiment,
+            "lr": cfg.train.lr, "config": str(plan.manifest.config_path(job.experiment)),
             "model": {"name": cfg.model.name, **cfg.model_options()}, "runs": []}
 
 
-def reuse_finished(plan: Plan, experiments: dict, log: Callable[[str], None]) -> list:
-    """Take the results of finished runs with the same config; return the jobs still to run."""
+def reuse_finished(plan: Plan, experiments: dict, log: Callable[[str], None], part: str | None = None) -> list:
+    """Take the results of finished runs with the same config; return the jobs still to run:
+    all unfinished ones, or with ``part`` only that part's (the others stay out of the page)."""
+    from .experiments import part_jobs
     from .runs import finished_result
 
+    wanted = plan.jobs if part is None else part_jobs(plan, part)
     pending = []
     for job in plan.jobs:
         result = finished_result(job)
-        if result is None:
-            pending.append(job)
-        else:
+        if result is not None:
             experiments[job.name]["runs"].append(result)
-    log(f"reusing {len(plan.jobs) - len(pending)} finished run(s); {len(pending)} to train")
+        elif any(job is other for other in wanted):
+            pending.append(job)
+    log(f"reusing {sum(len(e['runs']) for e in experiments.values())} finished run(s); {len(pending)} to train")
     return pending
 
 
@@ -103,13 +115,16 @@ def settings_of(plan: Plan, options: ClaimsOptions, experiments: dict, size: tup
     counts = data.dataset.get("num_images") if isinstance(data.dataset.get("num_images"), dict) else {}
     first_run = next(iter(experiments.values()))["runs"][0]
     return {
-        "preset": options.preset, "seeds": plan.budget.seeds, "overrides": plan.budget.overrides,
+        "preset": options.preset, "about": plan.budget.about, "seeds": plan.budget.seeds, "overrides": plan.budget.overrides,
         "config_dir": str(options.config_dir), "out": str(options.out),
         "steps": train.steps, "batch_size": train.batch_size, "crop_size": list(cfg.train_crop()),
         "optimizer": train.optimizer, "lr": train.lr, "schedule": train.schedule, "warmup_steps": train.warmup_steps,
         "image_size": list(size), "train_images": counts.get("train"), "val_images": first_run["val_images"],
         "bn_batches": train.precise_bn_batches, "latency_runs": plan.budget.latency_runs,
         "bn_tolerance_points": plan.manifest.bn_tolerance_points,
+        "latency": {"runtime": LATENCY_RUNTIME, "precision": LATENCY_PRECISION, "threads": options.threads},
+        "families": {family: label for family, label in plan.manifest.families.items()
+                     if any(exp.get("family") == family for exp in experiments.values())},
     }
 
 
@@ -123,9 +138,10 @@ def environment(threads: int) -> dict:
     return env
 
 
-def load_report(out_dir: str | Path) -> dict:
-    """The claims document in ``out_dir/claims.json``, re-judged (for ``--report-only``)."""
-    source = Path(out_dir) / JSON_FILE
+def load_report(out_dir: str | Path, preset: str = "full") -> dict:
+    """The preset's claims document in ``out_dir`` (``claims.json``, or a study's
+    ``claims_<preset>.json``), re-judged (for ``--report-only``)."""
+    source = Path(out_dir) / json_name(preset)
     if not source.is_file():
         raise ConfigError(f"'{source}' does not exist; run `eseg reproduce` first (or pass the --out it used)")
     try:

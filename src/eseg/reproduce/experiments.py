@@ -19,6 +19,7 @@ from .verdicts import ROLES, SINGLE_ROLES
 
 MANIFEST_FILE = "experiments.yaml"
 MANIFEST_KEYS = ("experiments", "presets", "bn_tolerance_points")
+OPTIONAL_KEYS = ("families", "parts")
 PRESETS = ("full", "quick")  # `eseg reproduce` and `eseg reproduce --quick`
 
 
@@ -27,6 +28,8 @@ class ExperimentSpec:
     label: str = option(help="the name on the page")
     roles: list[str] = option([], help=f"what it stands for in the claims: {', '.join(ROLES)}")
     config: str | None = option(None, help="config file relative to the manifest; null: NAME.yaml")
+    family: str | None = option(None, help="the decoder family whose front (mIoU against latency) it is a point of")
+    set: list[str] = option([], help="section.key=value overrides of its config (a family's width, say)")
 
 
 @dataclass
@@ -36,6 +39,18 @@ class Preset:
     steps: int | None = option(None, min=1, help="training steps; null: train.steps")
     val_images: int | None = option(None, min=1, help="validation images; null: eval.max_images")
     bn_batches: int | None = option(None, min=0, help="precise-BN batches; null: train.precise_bn_batches")
+    experiments: list[str] | None = option(None, help="the experiments it trains; null: all")
+    lrs: list[float] | None = option(None, above=0, help="learning rates to sweep (train.lr); null: the configs' own")
+    about: str | None = option(None, help="what the preset asks, for the page")
+
+
+@dataclass
+class Part:
+    """A named slice of the full preset, short enough for one sitting (under 90 minutes on 2 CPU
+    cores); `eseg reproduce --part NAME` trains it, and the page shows whatever parts are done."""
+
+    seeds: list[int] = option(min=0, help="the seeds it trains")
+    experiments: list[str] | None = option(None, help="the experiments it trains; null: all")
 
 
 @dataclass
@@ -44,6 +59,8 @@ class Manifest:
     experiments: Registry  # name -> ExperimentSpec, registered in table order
     presets: Registry  # name -> Preset
     bn_tolerance_points: float
+    families: dict[str, str] = field(default_factory=dict)  # family -> its label on the fronts
+    parts: Registry = field(default_factory=lambda: Registry("claims part"))  # name -> Part
 
     def names(self) -> list[str]:
         """Experiment names in table order."""
@@ -61,9 +78,9 @@ def load_manifest(config_dir: str | Path) -> Manifest:
     data = read_yaml_mapping(path, "claims manifest", "; run from the repository root or pass --config-dir")
     where = f"claims manifest '{path}'"
     for key in MANIFEST_KEYS + tuple(data):
-        if key not in MANIFEST_KEYS:
-            raise schema.unknown_key_error(str(key), list(MANIFEST_KEYS), where)
-        if key not in data:
+        if key not in MANIFEST_KEYS + OPTIONAL_KEYS:
+            raise schema.unknown_key_error(str(key), list(MANIFEST_KEYS + OPTIONAL_KEYS), where)
+        if key not in data and key in MANIFEST_KEYS:
             raise ConfigError(f"{where}: '{key}' is missing; the manifest needs {', '.join(MANIFEST_KEYS)}")
     experiments: Registry = Registry("claims experiment")
     for name, values in _mapping(data, "experiments", where).items():
@@ -72,7 +89,11 @@ def load_manifest(config_dir: str | Path) -> Manifest:
     for name, values in _mapping(data, "presets", where).items():
         presets.register(str(name), schema.from_mapping(Preset, values or {}, f"{where}: presets.{name}"))
     tolerance = schema.coerce(data["bn_tolerance_points"], float, f"{where}: bn_tolerance_points")
-    manifest = Manifest(path, experiments, presets, tolerance)
+    parts: Registry = Registry("claims part")
+    for name, values in (data.get("parts") or {}).items():
+        parts.register(str(name), schema.from_mapping(Part, values or {}, f"{where}: parts.{name}"))
+    families = {str(k): str(v) for k, v in (data.get("families") or {}).items()}
+    manifest = Manifest(path, experiments, presets, tolerance, families, parts)
     _check_manifest(manifest, where)
     return manifest
 
@@ -93,6 +114,15 @@ def _check_manifest(manifest: Manifest, where: str) -> None:
             holders[role].append(name)
         if not manifest.config_path(name).is_file():
             raise ConfigError(f"{where}: experiment '{name}' has no config file '{manifest.config_path(name)}'")
+        family = manifest.experiments.get(name).family
+        if family is not None and family not in manifest.families:
+            raise ConfigError(f"{where}: experiments.{name}.family '{family}' is not listed under 'families' "
+                              f"({', '.join(manifest.families) or 'none'}); add it with its label")
+    for kind, table in (("parts", manifest.parts), ("presets", manifest.presets)):
+        for entry in table.names():
+            for name in table.get(entry).experiments or []:
+                if name not in manifest.experiments:
+                    raise ConfigError(f"{where}: {kind}.{entry} names experiment '{name}', which is not in 'experiments'")
     for role in SINGLE_ROLES:
         if len(holders[role]) > 1:
             raise ConfigError(f"{where}: role '{role}' names one experiment, but {holders[role]} all claim it")
@@ -122,6 +152,7 @@ class ClaimsOptions:
     threads: int = 2
     jobs: int = 1
     reuse: bool = False
+    part: str | None = None  # train only this part of the manifest (implies reuse); show every finished run
     work_dir: Path = Path("runs/claims")
     out: Path = Path("docs")  # where the page goes (recorded for its re-render command)
     command: str = "eseg reproduce"
@@ -134,10 +165,16 @@ class Budget:
     seeds: list[int]
     latency_runs: int
     overrides: list[str]  # applied to every experiment config, before train.seed
+    lrs: list[float] | None = None  # a learning-rate sweep: one job per rate (None: the configs' rate)
+    experiments: list[str] | None = None  # the preset's experiments (None: all)
+    about: str | None = None
 
 
 def resolve_budget(options: ClaimsOptions, manifest: Manifest) -> Budget:
-    preset: Preset = manifest.presets.get(options.preset)
+    try:
+        preset: Preset = manifest.presets.get(options.preset)
+    except ConfigError as exc:
+        raise ConfigError(f"--preset: {exc} (the presets of {manifest.path})") from exc
     pick = lambda given, preset_value: preset_value if given is None else given  # noqa: E731
     values = {"train.steps": pick(options.steps, preset.steps),
               "eval.max_images": pick(options.val_images, preset.val_images),
@@ -146,7 +183,8 @@ def resolve_budget(options: ClaimsOptions, manifest: Manifest) -> Budget:
     seeds = list(pick(options.seeds, preset.seeds))
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds must list distinct seeds, got {seeds}")
-    return Budget(seeds, pick(options.latency_runs, preset.latency_runs), overrides + list(options.overrides))
+    return Budget(seeds, pick(options.latency_runs, preset.latency_runs), overrides + list(options.overrides),
+                  preset.lrs, preset.experiments, preset.about)
 
 
 def experiment_config(path: Path, overrides: list[str], seed: int) -> ExperimentConfig:
@@ -167,19 +205,20 @@ def experiment_config(path: Path, overrides: list[str], seed: int) -> Experiment
 
 @dataclass
 class Job:
-    """One training run: an experiment at one seed, in its own folder."""
+    """One training run: an experiment (at one learning rate of a sweep) at one seed, in its own folder."""
 
-    name: str
+    name: str  # the key of its results: the experiment's name, with "@lr<rate>" in a sweep
     seed: int
     cfg: ExperimentConfig
     run_dir: Path
+    experiment: str = ""  # the manifest's name (the same as ``name`` outside a sweep)
 
 
 @dataclass
 class Plan:
     manifest: Manifest
     budget: Budget
-    names: list[str]  # the experiments to run, in table order
+    names: list[str]  # the keys of the results (experiments, at each rate of a sweep), in table order
     jobs: list[Job]  # seed-major: an interrupted run has every experiment at its first seeds
 
     def config(self, name: str) -> ExperimentConfig:
@@ -190,19 +229,35 @@ class Plan:
 def plan_claims(options: ClaimsOptions) -> Plan:
     """Every job of the run, each config loaded and checked before anything trains."""
     manifest = load_manifest(options.config_dir)
+    budget = resolve_budget(options, manifest)
     for name in options.experiments or []:
         try:
             manifest.experiments.check(name)
         except ConfigError as exc:
             raise ConfigError(f"--experiments: {exc} (the experiments of {manifest.path})") from exc
-    chosen = set(options.experiments or manifest.names())
+    chosen = set(options.experiments or budget.experiments or manifest.names())
     names = [name for name in manifest.names() if name in chosen]
-    budget = resolve_budget(options, manifest)
-    jobs = []
-    for seed in budget.seeds:
-        for name in names:
-            cfg = experiment_config(manifest.config_path(name), budget.overrides, seed)
-            run_dir = Path(options.work_dir) / name / f"seed{seed}"
-            cfg.run.out = str(run_dir)
-            jobs.append(Job(name, seed, cfg, run_dir))
-    return Plan(manifest, budget, names, jobs)
+    rates = budget.lrs or [None]
+    jobs = [experiment_job(manifest, budget, name, lr, seed, Path(options.work_dir))
+            for seed in budget.seeds for name in names for lr in rates]
+    return Plan(manifest, budget, list(dict.fromkeys(job.name for job in jobs)), jobs)
+
+
+def experiment_job(manifest: Manifest, budget: Budget, name: str, lr: float | None, seed: int, work_dir: Path) -> Job:
+    """One job; a rate of a sweep gets its own key and folder (``NAME@lr0.003``, ``NAME/lr0.003/``)."""
+    spec: ExperimentSpec = manifest.experiments.get(name)
+    rate = [] if lr is None else [f"train.lr={lr}"]
+    cfg = experiment_config(manifest.config_path(name), [*spec.set, *budget.overrides, *rate], seed)
+    key, folder = (name, work_dir / name) if lr is None else (f"{name}@lr{lr:g}", work_dir / name / f"lr{lr:g}")
+    cfg.run.out = str(folder / f"seed{seed}")
+    return Job(key, seed, cfg, folder / f"seed{seed}", experiment=name)
+
+
+def part_jobs(plan: Plan, part: str) -> list[Job]:
+    """The jobs of the manifest's part ``part`` (a ConfigError naming the parts if unknown)."""
+    try:
+        spec: Part = plan.manifest.parts.get(part)
+    except ConfigError as exc:
+        raise ConfigError(f"--part: {exc} (the parts of {plan.manifest.path})") from exc
+    names = set(spec.experiments or plan.manifest.names())
+    return [job for job in plan.jobs if job.experiment in names and job.seed in spec.seeds]

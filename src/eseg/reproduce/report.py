@@ -12,10 +12,13 @@ import yaml
 
 from .. import fileio
 from ..tables import markdown_table
-from .verdicts import json_number, with_role
+from .front_report import PLOT_FRONTS, fronts_section, latency_label, plot_fronts
+from .noise import json_number
+from .studies import json_name, studies_section
+from .verdicts import with_role
 
-JSON_FILE, MARKDOWN_FILE = "claims.json", "claims.md"
-PLOT_MAX_LEVEL, PLOT_LATENCY = "img/claims_miou_vs_max_level.png", "img/claims_miou_vs_latency.png"
+JSON_FILE, MARKDOWN_FILE = json_name("full"), "claims.md"
+PLOT_MAX_LEVEL = "img/claims_miou_vs_max_level.png"
 CITYSCAPES_SIZE = (1024, 2048)  # the dataset's native size, for the level ladder
 
 
@@ -29,7 +32,7 @@ def _pm(summary: dict, key: str) -> str:
 
 
 RESULTS_HEADERS = ("experiment", "mIoU, precise BN (%)", "mIoU, running BN (%)", "context mIoU (%)",
-                   "road↔sidewalk swaps (%)", "params (M)", "GMACs", "CPU latency (ms)", "train s/run")
+                   "road↔sidewalk swaps (%)", "params (M)", "GMACs", "deployed latency (ms)", "train s/run")
 
 
 def results_table(doc: dict) -> str:
@@ -71,8 +74,21 @@ def verdict_lines(doc: dict) -> list[str]:
         ratio = claim.get("cost_ratio")
         if ratio:
             lines.append(f"   - cost, `{ratio['of']}` / `{ratio['over']}`: {ratio['GMACs']:.2f}x GMACs, "
-                         f"{ratio['latency']:.2f}x CPU latency.")
+                         f"{ratio['latency']:.2f}x deployed latency.")
+        if claim.get("front"):
+            lines.append(f"   - {front_line(claim['front'])} (the verdict; see *Fronts*).")
     return lines
+
+
+def front_line(front: dict) -> str:
+    """One line for a claim judged on the fronts: mIoU and context mIoU at matched latency."""
+    parts = []
+    for key, what in (("mIoU", "mIoU"), ("context_mIoU", "context mIoU")):
+        cmp = front[key]
+        deltas = ", ".join(f"{100 * m['delta']:+.1f}±{_pct(m['noise'])} at {m['latency_ms']:.0f} ms"
+                           for m in cmp["matches"])
+        parts.append(f"{what} {cmp['verdict']} ({deltas or 'no matched latency'})")
+    return f"family `{front['mIoU']['a']}` minus `{front['mIoU']['b']}` at matched latency: " + "; ".join(parts)
 
 
 def bn_lines(doc: dict) -> list[str]:
@@ -179,7 +195,7 @@ def verdict_section(doc: dict) -> list[str]:
 
 
 def results_section(doc: dict) -> list[str]:
-    settings, env = doc["settings"], doc["environment"]
+    settings = doc["settings"]
     size = settings["image_size"]
     return [
         "## Results",
@@ -191,9 +207,10 @@ def results_section(doc: dict) -> list[str]:
         f"{settings['bn_batches']} training batches (`eseg.engine.bn.recompute_bn_statistics`, another seed than "
         "training's), identically for every experiment. All other columns and the verdicts are precise BN. "
         "*context mIoU* is the mean IoU of road and sidewalk; *swaps* is the share of road/sidewalk pixels "
-        "predicted as the other one. GMACs (`eseg.flops.count_macs`) and the median batch-1 latency "
-        f"(`eseg.benchmark.timing.interleaved_times`, eager PyTorch, {env['threads']} threads, "
-        f"{settings['latency_runs']} interleaved runs) are at the validation image size.",
+        "predicted as the other one. GMACs (`eseg.flops.count_macs`) and the deployed latency are at the "
+        "validation image size; the latency is the median of "
+        f"{settings['latency_runs']} interleaved rounds (`eseg.benchmark.timing.interleaved_times`) of the default "
+        f"`eseg export` graph of the seed-0 weights, image to mask ({latency_label(doc)}).",
         "",
         results_table(doc),
         "",
@@ -202,8 +219,6 @@ def results_section(doc: dict) -> list[str]:
         per_seed_table(doc),
         "",
         f"![mIoU vs max level]({PLOT_MAX_LEVEL})",
-        "",
-        f"![mIoU vs CPU latency]({PLOT_LATENCY})",
         "",
     ]
 
@@ -237,7 +252,8 @@ def budget_section(doc: dict) -> list[str]:
 
 def render_markdown(doc: dict, out_dir: str | Path) -> str:
     """The page, for the folder ``out_dir`` that holds it and its JSON."""
-    parts = header_section(doc, str(out_dir)) + setting_section(doc) + verdict_section(doc) + results_section(doc) + budget_section(doc)
+    parts = header_section(doc, str(out_dir)) + setting_section(doc) + verdict_section(doc) + fronts_section(doc)
+    parts += studies_section(out_dir, doc) + results_section(doc) + budget_section(doc)
     if doc.get("notes"):
         parts += ["## Notes", "", doc["notes"], ""]
     return "\n".join(parts)
@@ -283,35 +299,19 @@ def plot_max_level(doc: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_latency(doc: dict, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    from ..viz import save_figure
-
-    fig = Figure(figsize=(6, 4), dpi=110)
-    ax = fig.add_subplot(1, 1, 1)
-    for name, exp in doc["experiments"].items():
-        c = exp["costs"]
-        _errorbar(ax, doc["experiments"], [name], "mIoU", [c["latency_ms"]], marker="o",
-                  label=f"{exp['label']} ({c['GMACs']:.2f} GMACs)")
-    size = doc["settings"]["image_size"]
-    ax.set_xlabel(f"CPU latency, batch 1, {size[0]}x{size[1]}, {doc['environment']['threads']} threads (ms)")
-    ax.set_ylabel("validation mIoU, precise BN (%)")
-    ax.set_title("mIoU vs CPU latency")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
-
-
-def write_reports(doc: dict, out_dir: str | Path) -> dict[str, Path]:
-    """``claims.json``, then the page and plots rendered from what it holds (NaN written as
-    null), so ``--report-only`` renders the very same page."""
+def write_reports(doc: dict, out_dir: str | Path, preset: str = "full") -> dict[str, Path]:
+    """The preset's JSON (``claims.json``, or a study's ``claims_<preset>.json``), then the page and
+    plots rendered from what ``claims.json`` holds (NaN written as null) and from the studies
+    beside it, so ``--report-only`` renders the very same page."""
     out_dir = Path(out_dir)
-    paths = {"json": out_dir / JSON_FILE, "markdown": out_dir / MARKDOWN_FILE,
-             "max_level_plot": out_dir / PLOT_MAX_LEVEL, "latency_plot": out_dir / PLOT_LATENCY}
+    paths = {"json": out_dir / json_name(preset)}
     fileio.write_json(paths["json"], doc)
-    doc = json.loads(paths["json"].read_text(encoding="utf-8"))
+    if not (out_dir / JSON_FILE).is_file():  # a study before the main run: the page waits for it
+        return paths
+    doc = json.loads((out_dir / JSON_FILE).read_text(encoding="utf-8"))
+    paths.update(markdown=out_dir / MARKDOWN_FILE, max_level_plot=out_dir / PLOT_MAX_LEVEL,
+                 fronts_plot=out_dir / PLOT_FRONTS)
     plot_max_level(doc, paths["max_level_plot"])
-    plot_latency(doc, paths["latency_plot"])
+    plot_fronts(doc, paths["fronts_plot"])
     fileio.write_text(paths["markdown"], render_markdown(doc, out_dir))
     return paths

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from .. import fileio
 from ..data.synthetic import CONTEXT_CLASSES
@@ -109,36 +110,61 @@ def run_jobs(jobs: list[Job], threads: int, workers: int = 1) -> Iterator[tuple[
 # -- costs -----------------------------------------------------------------------------------------
 
 
-def build_model(cfg):
-    """The experiment's model with its dataset's classes (random weights: costs only)."""
-    from ..data.specs import build_dataset
-    from ..models.registry import create_model
-
-    dataset = build_dataset(cfg.data.val_dataset or cfg.data.dataset, cfg.data.val_split)
-    return create_model(cfg.model.name, **cfg.model_options(), **dataset.meta.model_fields()).eval()
+LATENCY_RUNTIME = "openvino"  # what users deploy on a CPU; fp32, set explicitly (the CPU would pick bf16)
+LATENCY_PRECISION = "fp32"
 
 
-def measure_costs(configs: dict, size: tuple[int, int], runs: int, threads: int) -> dict[str, dict]:
-    """Params, GMACs, padded canvas and batch-1 CPU latency at ``size``, every architecture
-    timed in one interleaved loop (``eseg.benchmark.timing``) so load changes hit all alike."""
+def measure_costs(models: dict[str, Path], runs: int, threads: int) -> dict[str, dict]:
+    """Params, GMACs and padded canvas at the validation size, and the deployed image-to-mask
+    latency of each trained model (name -> model folder): the graph `eseg export` writes by
+    default (OpenVINO, fixed at the validated size, low-resolution logits) run by the Segmenter
+    in fp32 on one validation image, network and exact low-resolution argmax, every model timed
+    in one interleaved loop (``eseg.benchmark.timing``) so load changes hit all alike."""
+    import tempfile
+
     import torch
 
-    from ..benchmark.prepare import prepare_variant
     from ..benchmark.timing import interleaved_times
-    from ..flops import count_macs, count_params
-    from ..models.padding import padded_size
 
-    device = torch.device("cpu")
-    entries, costs = {}, {}
-    for name, cfg in configs.items():
-        model = build_model(cfg)
-        costs[name] = {"params_M": count_params(model) / 1e6, "GMACs": count_macs(model, size) / 1e9,
-                       "canvas": list(padded_size(*size, model.input_stride))}
-        runnable = prepare_variant(model, "eager", size, device=device, threads=threads)
-        x = runnable.make_input(1)
-        entries[name] = lambda fn=runnable.fn, x=x: fn(x)
-    times = interleaved_times(entries, runs=runs, warmup=2, device=device)
+    costs, entries = {}, {}
+    with tempfile.TemporaryDirectory(prefix="eseg-claims-graphs-") as tmp:
+        for name, folder in models.items():
+            costs[name], entries[name] = deployed_entry(folder, Path(tmp) / f"{name}.xml", threads)
+        times = interleaved_times(entries, runs=runs, warmup=2, device=torch.device("cpu"))
     for name, seconds in times.items():
-        costs[name]["latency_ms"] = 1000 * statistics.median(seconds)
-        costs[name]["latency_runs"] = len(seconds)
+        costs[name].update(latency_ms=1000 * statistics.median(seconds), latency_runs=len(seconds))
     return costs
+
+
+def deployed_entry(folder: Path, graph: Path, threads: int) -> tuple[dict, Callable[[], object]]:
+    """The static costs of the model in ``folder`` and a call of its deployed mask path."""
+    from ..data.specs import build_dataset
+    from ..data.transforms import normalize
+    from ..export.pipeline import ExportRequest, export_model
+    from ..flops import count_macs, count_params
+    from ..inference.segmenter import Segmenter
+    from ..models.base import load_model
+    from ..models.config import validated_size
+    from ..models.padding import padded_size
+    from ..runtimes.openvino import OpenVINORunner
+
+    model = load_model(folder).eval()
+    size = validated_size(model.config)
+    costs = {"params_M": count_params(model) / 1e6, "GMACs": count_macs(model, size) / 1e9,
+             "canvas": list(padded_size(*size, model.input_stride))}
+    export_model(ExportRequest(model=str(folder), format=LATENCY_RUNTIME, out=str(graph)), log=lambda _: None)
+    runner = OpenVINORunner(graph, threads=threads, precision=LATENCY_PRECISION)
+    costs["latency_precision"] = runner.precision
+    segmenter = Segmenter(runner)
+    cfg = read_run_config(folder.parent)
+    image = build_dataset(cfg.data.val_dataset or cfg.data.dataset, cfg.data.val_split).load(0)[0]
+    tensor = normalize(image, model.config.mean, model.config.std)
+    return costs, lambda: segmenter.masks_from_tensors([tensor])
+
+
+def read_run_config(run_dir: Path):
+    """The experiment config a claims run folder was trained with (its ``claims_result.json``)."""
+    from ..config import ExperimentConfig
+
+    saved = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    return ExperimentConfig.from_dict(saved["config"])

@@ -13,17 +13,15 @@ against the running-BN score of the same weights. Torch-free.
 from __future__ import annotations
 
 import math
-import statistics
+
+from .fronts import family_front, front_comparison
+from .noise import judged, json_number, mean_std
 
 ROLES = ("max_level", "bifpn", "fpn", "eseg", "deeplab")
 SINGLE_ROLES = ("bifpn", "fpn", "eseg", "deeplab")  # one experiment each
 SCORES = ("mIoU", "context_mIoU")  # judged, precise BN
 SUMMARY_KEYS = ("mIoU", "context_mIoU", "context_swap_rate", "running_bn_mIoU", "running_bn_context_mIoU",
                 "train_seconds")
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -40,14 +38,7 @@ def compare(doc: dict, a: str, b: str, key: str = "mIoU") -> dict:
     the std of a difference of two single runs, sqrt(std_a^2 + std_b^2)."""
     sa, sb = doc["experiments"][a]["summary"], doc["experiments"][b]["summary"]
     delta = json_number(sb[f"{key}_mean"]) - json_number(sa[f"{key}_mean"])
-    noise = math.hypot(json_number(sa[f"{key}_std"]), json_number(sb[f"{key}_std"]))
-    verdict = "higher" if delta > noise else "lower" if delta < -noise else "within noise"
-    return {"delta": delta, "noise": noise, "verdict": verdict}
-
-
-def json_number(value: float | None) -> float:
-    """A score read back from a claims document: JSON holds NaN as null."""
-    return math.nan if value is None else value
+    return judged(delta, math.hypot(json_number(sa[f"{key}_std"]), json_number(sb[f"{key}_std"])))
 
 
 def with_role(doc: dict, role: str) -> list[str]:
@@ -73,13 +64,28 @@ def max_level_claim(doc: dict) -> dict | None:
             "comparisons": steps + ([whole] if len(steps) > 1 else []), "reproduced": ok}
 
 
+def family_of(doc: dict, name: str) -> str | None:
+    return doc["experiments"][name].get("family")
+
+
+def on_fronts(doc: dict, a: str, b: str) -> dict | None:
+    """Experiment ``a``'s family against ``b``'s at matched latency, when both are fronts (two or
+    more points each); None otherwise (the claim is judged on the single points)."""
+    fa, fb = family_of(doc, a), family_of(doc, b)
+    if not (fa and fb) or fa == fb or min(len(family_front(doc, fa)), len(family_front(doc, fb))) < 2:
+        return None
+    return {key: front_comparison(doc, fa, fb, key) for key in SCORES}
+
+
 def fusion_claim(doc: dict) -> dict | None:
     bifpn, fpn = with_role(doc, "bifpn"), with_role(doc, "fpn")
     if not (bifpn and fpn):
         return None
     cmp = comparison(doc, fpn[0], bifpn[0], f"`{bifpn[0]}` minus `{fpn[0]}`")
+    front = on_fronts(doc, bifpn[0], fpn[0])
+    ok = front["mIoU"]["verdict"] == "ahead" if front else cmp["mIoU"]["verdict"] == "higher"
     return {"claim": 2, "text": "BiFPN beats a plain top-down FPN over the same levels", "comparisons": [cmp],
-            "reproduced": cmp["mIoU"]["verdict"] == "higher"}
+            "front": front, "reproduced": ok}
 
 
 def deeplab_claim(doc: dict) -> dict | None:
@@ -89,10 +95,14 @@ def deeplab_claim(doc: dict) -> dict | None:
     e, d = doc["experiments"][eseg[0]]["costs"], doc["experiments"][deeplab[0]]["costs"]
     cmp = comparison(doc, deeplab[0], eseg[0], f"`{eseg[0]}` minus `{deeplab[0]}`")
     ratios = {"GMACs": e["GMACs"] / d["GMACs"], "latency": e["latency_ms"] / d["latency_ms"]}
-    cheaper = ratios["GMACs"] < 1 and ratios["latency"] < 1
+    front = on_fronts(doc, eseg[0], deeplab[0])
+    if front:  # at matched latency the cost is equal by construction: the score decides
+        ok = front["mIoU"]["verdict"] in ("ahead", "within noise") and front["mIoU"]["lower"] == 0
+    else:
+        ok = cmp["mIoU"]["verdict"] != "lower" and ratios["GMACs"] < 1 and ratios["latency"] < 1
     return {"claim": 3, "text": "ESeg matches or beats DeepLabV3+ (same backbone) at far lower cost",
             "comparisons": [cmp], "cost_ratio": {"of": eseg[0], "over": deeplab[0], **ratios},
-            "reproduced": cmp["mIoU"]["verdict"] != "lower" and cheaper}
+            "front": front, "reproduced": ok}
 
 
 def claim_verdicts(doc: dict) -> list[dict]:

@@ -20,3 +20,6 @@ class DeepLabV3PlusConfig(ModelConfig):
     decoder_layers: int = schema.option(2, min=1, help="decoder 3x3 conv layers")
     act: str = schema.option("relu", choices=ACTIVATIONS, help="activation")
     dropout: float = schema.option(0.0, min=0.0, below=1.0, help="dropout before the classifier")
+
+    def design(self) -> str:
+        return f"OS{self.output_stride} / ASPP {self.aspp_width} / decoder {self.decoder_width}x{self.decoder_layers}"

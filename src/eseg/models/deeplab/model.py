@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
-from ..backbone import create_timm_features
+from ..backbone import DilatedBackbone
 from ..base import SegmentationModel
 from ..layers import conv_bn_act, resize_like
 from ..norm import debias_batchnorm
@@ -29,25 +29,6 @@ from .config import DeepLabV3PlusConfig
 
 OS16_RATES = (6, 12, 18)  # DeepLabV3's atrous rates at output stride 16
 LOW_LEVEL_RATIO = 48 / 256  # low-level projection width relative to ASPP's, as in the paper
-
-
-class DilatedBackbone(nn.Module):
-    """timm features at stride 4 and at the output stride (the deepest, dilated stage)."""
-
-    def __init__(self, name: str, *, output_stride: int, pretrained: bool = False,
-                 weights_path: str | Path | None = None) -> None:
-        super().__init__()
-        self.model = create_timm_features(name, pretrained=pretrained, weights_path=weights_path,
-                                          output_stride=output_stride)
-        reductions = self.model.feature_info.reduction()
-        if 4 not in reductions:
-            raise ConfigError(f"backbone '{name}' has no stride-4 features (strides {reductions}); DeepLabV3+ needs one")
-        self.low_index = reductions.index(4)
-        self.channels = [self.model.feature_info.channels()[i] for i in (self.low_index, -1)]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = self.model(x)
-        return [features[self.low_index], features[-1]]
 
 
 class ASPP(nn.Module):
@@ -96,8 +77,9 @@ class DeepLabV3Plus(SegmentationModel):
                  backbone_weights: str | Path | None = None) -> None:
         super().__init__(config)
         rates = tuple(r * 16 // config.output_stride for r in OS16_RATES)
-        self.backbone = DilatedBackbone(config.backbone, output_stride=config.output_stride,
-                                        pretrained=pretrained_backbone, weights_path=backbone_weights)
+        self.backbone = DilatedBackbone(config.backbone, output_stride=config.output_stride, low_stride=4,
+                                        pretrained=pretrained_backbone, weights_path=backbone_weights,
+                                        needed_by="DeepLabV3+")
         self.decoder = DeepLabV3PlusDecoder(self.backbone.channels, width=config.aspp_width,
                                             decoder_width=config.decoder_width, num_layers=config.decoder_layers,
                                             rates=rates, act=config.act)

@@ -47,3 +47,9 @@ class ESegConfig(ModelConfig):
     @property
     def bifpn_min_level(self) -> int:
         return self.min_level if self.fpn_min_level is None else self.fpn_min_level
+
+    def design(self) -> str:
+        levels = f"P{self.min_level}-P{self.max_level}"
+        if self.bifpn_min_level != self.min_level:
+            levels += f" (BiFPN P{self.bifpn_min_level}+)"
+        return f"{levels} / {self.fpn_width} / {self.fpn_repeats} / {self.head_width}x{self.head_layers} {self.head_kind}"

@@ -1,0 +1,72 @@
+"""The studies beside the main claims run: presets other than ``full`` and ``quick`` (the manifest's
+``budget`` preset with 4x the steps, its ``lr`` sweep), each kept as ``claims_<preset>.json`` next
+to ``claims.json`` and shown on the same page as ESeg's gap to DeepLabV3+ under that preset, beside
+the gap of the same pair in the main run. Torch-free.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..tables import markdown_table
+from .verdicts import compare, with_role
+
+MAIN_PRESETS = ("full", "quick")  # their document is claims.json
+
+
+def json_name(preset: str) -> str:
+    return "claims.json" if preset in MAIN_PRESETS else f"claims_{preset}.json"
+
+
+def study_docs(out_dir: str | Path) -> dict[str, dict]:
+    """Every study document in ``out_dir``, by preset, in name order."""
+    docs = {}
+    for path in sorted(Path(out_dir).glob("claims_*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        docs[doc["settings"]["preset"]] = doc
+    return docs
+
+
+def pair_gaps(doc: dict) -> list[dict]:
+    """ESeg minus DeepLabV3+ (the roles ``eseg`` and ``deeplab``) at each learning rate of ``doc``."""
+    rows = []
+    for eseg in with_role(doc, "eseg"):
+        lr = doc["experiments"][eseg].get("lr")
+        deeplab = [n for n in with_role(doc, "deeplab") if doc["experiments"][n].get("lr") == lr]
+        if deeplab:
+            rows.append({"lr": lr, "eseg": eseg, "deeplab": deeplab[0], **compare(doc, deeplab[0], eseg)})
+    return rows
+
+
+def _pm(summary: dict) -> str:
+    return f"{100 * summary['mIoU_mean']:.1f} ± {100 * summary['mIoU_std']:.1f}"
+
+
+def study_section(preset: str, doc: dict, base: dict | None) -> list[str]:
+    settings = doc["settings"]
+    rows = []
+    for row in pair_gaps(doc):
+        exps = doc["experiments"]
+        base_gap = base_gap_of(base, exps[row["eseg"]].get("experiment"), exps[row["deeplab"]].get("experiment"))
+        rows.append([f"{row['lr']:g}", _pm(exps[row["eseg"]]["summary"]), _pm(exps[row["deeplab"]]["summary"]),
+                     f"{100 * row['delta']:+.1f} ± {100 * row['noise']:.1f} ({row['verdict']})", base_gap])
+    headers = ["lr", "ESeg mIoU (%)", "DeepLabV3+ mIoU (%)", f"ESeg minus DeepLabV3+, {settings['steps']} steps",
+               "the same pair in the main run"]
+    return [f"## Study `{preset}`: {settings.get('about') or 'another budget'}", "",
+            f"Command: `{doc['command']}` — seeds {settings['seeds']}, {settings['steps']} steps, "
+            f"{doc['total_minutes']:.0f} min. Precise-BN mIoU, mean ± std over seeds; the noise rule of the verdicts.",
+            "", markdown_table(headers, rows) if rows else "No ESeg/DeepLabV3+ pair in this study.", ""]
+
+
+def base_gap_of(base: dict | None, eseg: str | None, deeplab: str | None) -> str:
+    if not base or eseg not in base["experiments"] or deeplab not in base["experiments"]:
+        return "not run"
+    cmp = compare(base, deeplab, eseg)
+    return f"{100 * cmp['delta']:+.1f} ± {100 * cmp['noise']:.1f} ({cmp['verdict']}, {base['settings']['steps']} steps)"
+
+
+def studies_section(out_dir: str | Path, base: dict) -> list[str]:
+    lines: list[str] = []
+    for preset, doc in study_docs(out_dir).items():
+        lines += study_section(preset, doc, base)
+    return lines
