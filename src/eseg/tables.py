@@ -1,4 +1,4 @@
-"""The one markdown-table writer (torch-free): the benchmark, the claims page, the model table
+"""The one table writer, markdown and CSV (torch-free): the benchmark, the claims page, the model table
 and the scripts in ``benchmarks/`` all write their tables through it.
 
 :func:`markdown_table` writes a whole table; a script that prints rows as they are measured
@@ -6,6 +6,8 @@ prints :func:`markdown_header` once, then :func:`markdown_row` per row.
 """
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable, Sequence
 
 
@@ -27,3 +29,12 @@ def markdown_header(headers: Sequence[object]) -> str:
 
 def markdown_row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def csv_table(headers: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
+    """The same table as CSV (the csv module's quoting), one line per row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buffer.getvalue()

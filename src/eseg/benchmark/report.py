@@ -1,13 +1,11 @@
 """The benchmark's outputs: markdown and CSV tables, results.json and a latency-vs-GMACs plot."""
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 
 from .. import fileio
-from ..tables import markdown_table
+from ..tables import csv_table, markdown_table
 
 COLUMNS = [
     ("model", "model", "{}"), ("backend", "backend", "{}"), ("precision", "precision", "{}"),
@@ -19,7 +17,7 @@ COLUMNS = [
 FAILURE_COLUMN = "latency_ms_median"  # where a row that did not run says why
 
 
-def _cell(value, fmt: str) -> str:
+def table_cell(value, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return fmt.format(value)
@@ -30,11 +28,11 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     headers = [title for _, title, _ in COLUMNS] + [f"latency / {r}" for r in refs] + [f"memory / {r}" for r in refs]
     rows = []
     for r in doc["results"]:
-        cells = {key: _cell(r[key], fmt) for key, _, fmt in COLUMNS}
+        cells = {key: table_cell(r[key], fmt) for key, _, fmt in COLUMNS}
         if r["error"]:
             cells[FAILURE_COLUMN] = f"failed: {r['error'][:80]}"
-        rows.append(list(cells.values()) + [_cell(r["latency_vs"].get(ref), "{:.2f}x") for ref in refs]
-                    + [_cell(r["memory_vs"].get(ref), "{:.2f}x") for ref in refs])
+        rows.append(list(cells.values()) + [table_cell(r["latency_vs"].get(ref), "{:.2f}x") for ref in refs]
+                    + [table_cell(r["memory_vs"].get(ref), "{:.2f}x") for ref in refs])
     return headers, rows
 
 
@@ -68,12 +66,7 @@ def markdown_report(doc: dict) -> str:
 
 
 def csv_report(doc: dict) -> str:
-    headers, rows = table_rows(doc)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(headers)
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_table(*table_rows(doc))
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..export.formats import sniff_graph_format
 from ..sizes import format_size
 from .memory import EntrySpec, cuda_peak_mb, measure_cpu_memory
-from .models import build_model
+from .models import build_or_skip
 from .peers import PEERS
 from .timing import (
     busy_fraction,
@@ -82,15 +82,21 @@ class BenchmarkSettings:
     model_options: dict = field(default_factory=dict)
 
 
-def check_settings(settings: BenchmarkSettings) -> None:
+def check_models(models: list[str]) -> None:
+    """Every ``--models`` entry is a registered model, a peer or a path to a trained model."""
     from .peers import benchmark_models
-    from .variants import VARIANTS, variant_names
 
     known = set(benchmark_models())
-    unknown = [m for m in settings.models if m not in known and not is_model_path(m)]
-    if unknown or not settings.models:
+    unknown = [m for m in models if m not in known and not is_model_path(m)]
+    if unknown or not models:
         raise ConfigError(f"unknown model(s) {unknown}: neither a registered name nor an existing run folder, model "
                           f"folder or exported graph; choose from {', '.join(sorted(known))}, or name a path")
+
+
+def check_settings(settings: BenchmarkSettings) -> None:
+    from .variants import VARIANTS, variant_names
+
+    check_models(settings.models)
     bad = [b for b in settings.backends if b not in VARIANTS]
     if bad or not settings.backends:
         raise ConfigError(f"unknown backend(s) {bad}; choose from {', '.join(variant_names())}")
@@ -168,14 +174,9 @@ class Entries:
 
         settings = self.settings
         for name in settings.models:
-            try:
-                model = build_model(name, num_classes=settings.num_classes, encoder=self.encoder,
-                                    model_options=settings.model_options)
-            except ConfigError as exc:
-                if name not in PEERS or PEERS.metadata(name)["source"] != "smp":
-                    raise
-                self.skipped[name] = str(exc)  # an optional extra is missing: go on with the others
-                self.log(f"skipping {name}: {exc}")
+            model = build_or_skip(name, num_classes=settings.num_classes, encoder=self.encoder,
+                                  model_options=settings.model_options, skipped=self.skipped, log=self.log)
+            if model is None:
                 continue
             params, macs = count_params(model) / 1e6, count_macs(model, settings.size) / 1e9
             for variant in settings.backends:

@@ -188,6 +188,18 @@ def cell_labels(x: np.ndarray, margin: float) -> tuple[np.ndarray, int]:
     return np.where(agree, labels, np.asarray(sentinel, dtype)).astype(dtype), sentinel
 
 
+def disagreeing_cells(logits) -> float:
+    """The share of low-resolution cells whose four corners the rule counts as disagreeing (it
+    computes the upsample in full only there): (C, h, w) or (N, C, h, w), torch or numpy. What the
+    mask step's cost depends on: noisy logits (random weights) have many, a trained model's few."""
+    batch = _as_batch(logits).numpy()
+    shares = []
+    for x in batch:
+        cells, sentinel = cell_labels(x, MARGIN * float(np.abs(x).max()))
+        shares.append(float((cells == sentinel).mean()))
+    return float(np.mean(shares))
+
+
 def first_argmax_and_lead(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first-index argmax over classes, its lead over the best *earlier* class; +inf for class 0)."""
     best = x[0].copy()
