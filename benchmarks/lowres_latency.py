@@ -1,9 +1,10 @@
 """Image-to-mask latency of a low-resolution graph against its full-resolution graph, OpenVINO.
 
-    .venv/bin/python benchmarks/lowres_latency.py --sizes 512x1024 720x1280 --threads 2 --runs 11
+    .venv/bin/python benchmarks/lowres_latency.py --sizes 512x1024 720x1280 --threads 2 --runs 11 [--fit-steps 60]
 
 The model (the registered ``eseg_lite_s`` with ``--classes`` classes, random weights unless
-``--weights`` names a trained model folder) is exported twice at each size, fixed-size, fp32:
+``--weights`` names a trained model folder; ``--fit-steps`` first fits it with the end-to-end
+benchmark's loop) is exported twice at each size, fixed-size, fp32:
 with eseg's default output (the head's low-resolution logits) and with ``--full-resolution``.
 Timed in turn in every round (so machine load hits all alike), medians of ``--runs`` rounds after
 one warm-up round, on one synthetic street image:
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import eseg
+from eseg.benchmark.fit import FitPlan, fit_model, synthetic_batches
 from eseg.data.synthetic import render_street
 from eseg.data.transforms import normalize
 from eseg.export.onnx import export_onnx
@@ -98,15 +100,24 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["512x1024", "720x1280"])
     parser.add_argument("--classes", type=int, default=19)
     parser.add_argument("--weights", help="a trained model folder (default: eseg_lite_s with random weights)")
+    parser.add_argument("--fit-steps", type=int, default=0,
+                        help="first fit the model on synthetic streets with `eseg benchmark --end-to-end`'s one loop "
+                             "(eseg.benchmark.fit), so its logits, and the cells where they disagree, resemble a "
+                             "trained model's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=11)
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     model = eseg.load_model(args.weights) if args.weights else eseg.create_model("eseg_lite_s", num_classes=args.classes)
+    weights = f"weights {args.weights}" if args.weights else "random weights"
+    if args.fit_steps:
+        plan = FitPlan(steps=args.fit_steps)
+        record = fit_model(model, model.config.mean, model.config.std, synthetic_batches(plan), plan, name="the model")
+        weights += f", fitted {record.steps} steps (loss {record.loss_first:.2f} -> {record.loss_last:.2f})"
     model.eval()
     print(f"{model.config.variant or model.config.arch}, {model.num_classes} classes, "
-          f"{'weights ' + args.weights if args.weights else 'random weights'}; OpenVINO fp32, {args.threads} threads, "
+          f"{weights}; OpenVINO fp32, {args.threads} threads, "
           f"median of {args.runs} interleaved runs\n")
     print(markdown_header(COLUMNS), flush=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -96,3 +96,21 @@ def test_eval_transform_normalizes_exactly():
     expected = (image.astype(np.float64) / 255 - np.array(mean)) / np.array(std)
     np.testing.assert_allclose(image_t.permute(1, 2, 0).numpy(), expected, atol=1e-5)
     np.testing.assert_array_equal(mask_t.numpy(), label)
+
+
+def test_normalize_is_bit_for_bit_the_tensor_formula_and_names_a_bad_shape():
+    from eseg.data.transforms import normalize, normalize_tensor
+    from eseg.errors import DataError
+
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    image[0, :3] = [[0, 0, 0], [255, 255, 255], [1, 128, 254]]
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    oracle = normalize_tensor(torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0), mean, std)
+    out = normalize(image, mean, std)
+    assert out.dtype == torch.float32 and out.shape == (3, 37, 53) and out.is_contiguous()
+    assert torch.equal(out, oracle)
+    assert torch.equal(normalize(image[:, ::-1], (0.5, 0.5, 0.5), (0.25, 0.5, 1.0)),  # a strided view, other stats
+                       normalize_tensor(torch.from_numpy(image[:, ::-1].copy()).permute(2, 0, 1).float() / 255,
+                                        (0.5, 0.5, 0.5), (0.25, 0.5, 1.0)))
+    with pytest.raises(DataError, match=r"shape \(37, 53\)"):
+        normalize(image[..., 0], mean, std)

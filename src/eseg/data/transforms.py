@@ -9,6 +9,7 @@ torch (and each DataLoader worker) makes the augmentation reproducible.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 
 class RandomScale(v2.Transform):
@@ -75,9 +76,25 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) with ``(x / 255 - mean) / std``: the one normalisation
-    of eseg (training, evaluation and every inference backend)."""
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
-    return normalize_tensor(x, mean, std)
+    of eseg (training, evaluation and every inference backend). A uint8 channel has 256 values,
+    so each is looked up in a table that :func:`normalize_tensor` computed: bit for bit the same
+    floats, a third of the time (it runs on every image ``eseg predict`` reads)."""
+    table = _normalized_values(tuple(mean), tuple(std))
+    pixels = np.ascontiguousarray(image, dtype=np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise DataError(f"expected an RGB image of shape (H, W, 3), got shape {pixels.shape}; read it with "
+                        "eseg.data.io.as_rgb (which converts grey, palette and RGBA images)")
+    out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], pixels[..., channel], out=out[channel])
+    return torch.from_numpy(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _normalized_values(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: every uint8 value of each channel, normalised by :func:`normalize_tensor`."""
+    values = torch.arange(256, dtype=torch.float32).div_(255.0).expand(3, 256).reshape(3, 256, 1)
+    return normalize_tensor(values, mean, std).reshape(3, 256).numpy()
 
 
 def normalize_tensor(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
