@@ -30,7 +30,8 @@ demo: $(CORE)
 models: $(CORE)
 	$(VENV)/bin/eseg models
 
-# docs/claims.md: 5 experiments x 3 seeds, about 30 min on 2 CPU cores (28 min measured)
+# docs/claims.md: the whole full preset at once (17 experiments x 3 seeds, hours on 2 CPU cores);
+# in sittings: eseg reproduce --part seed0 --jobs 2 (then seed1, seed2), each resumable
 claims: $(CORE)
 	$(VENV)/bin/eseg reproduce --jobs 2
 

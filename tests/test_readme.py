@@ -27,6 +27,7 @@ TINY_TRAIN = ["model.backbone=test_efficientnet", "model.fpn_width=16", "model.h
               "eval.interval=0", "eval.num_overlays=1", "eval.num_predictions=1", "run.progress=false"]
 TINY_ESEG = ["--set", "backbone=test_efficientnet", "--set", "fpn_width=16", "--set", "head_width=16"]
 TINY_BENCH = ["--runs", "1", "--warmup", "0", "--throughput-runs", "1", "--no-memory", "--threads", "1", *TINY_ESEG]
+TINY_END_TO_END = ["--runs", "1", "--images", "1", "--threads", "1", "--fit-size", "64x128", *TINY_ESEG]
 TINY_SCENES = ["--size", "64x128"]
 TINY_CLAIMS = ["--steps", "2", "--val-images", "2", "--latency-runs", "1", "--bn-batches", "1", "--threads", "1",
                "--set", "data.dataset.size=[64,128]", "--set", "data.crop_size=[64,128]", "--set", "train.batch_size=2"]
@@ -52,6 +53,9 @@ def tiny(argv: list[str]) -> list[str]:
     if command == "train":
         steps = ["train.steps=3"] if any(a.startswith("train.steps=") for a in argv) else ["train.steps=2"]
         return [a for a in argv if not a.startswith("train.steps=")] + TINY_TRAIN + steps
+    if command == "benchmark" and "--end-to-end" in argv:
+        return [("64x128" if prev in ("--sizes", "--size") else "1" if prev == "--fit-steps" else a)
+                for prev, a in zip([None, *argv], argv)] + TINY_END_TO_END
     if command == "benchmark":
         size = argv.index("--size")
         return argv[:size + 1] + ["64x128"] + argv[size + 2:] + TINY_BENCH
