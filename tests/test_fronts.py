@@ -44,6 +44,8 @@ def test_matched_latency_differences_by_hand():
     assert rows[1]["b"] == pytest.approx(0.40 + 8 / 18 * 0.30)
     assert rows[0]["noise"] == pytest.approx((0.01**2 + 0.02**2) ** 0.5)
     assert [r["verdict"] for r in rows] == ["higher", "higher"]
+    close = [Point("b1", 12.1, 0.40, 0.02), Point("b2", 19.9, 0.70, 0.02)]  # a2 at 20.0 is within 2 % of b2
+    assert [r["latency_ms"] for r in matched(ours, close)] == [12.1, 19.9]  # 19.9 and 20.0: one latency
 
 
 def test_front_verdicts_ahead_behind_and_the_pareto_points():

@@ -5,7 +5,8 @@ is its points (one per experiment: mean and std of the precise-BN score over see
 OpenVINO image-to-mask latency) in latency order, joined by straight lines. Two families are
 compared where their latencies meet: at every point of either one, the other's score is read off
 its front at that latency, interpolated between its neighbouring points, or taken from its end
-point when the latency lies within ``MATCH_TOLERANCE`` of it. A difference is judged by the page's
+point when the latency lies within ``MATCH_TOLERANCE`` of it; latencies of the two fronts within
+``SAME_LATENCY`` of each other count as one. A difference is judged by the page's
 noise rule (:func:`eseg.reproduce.noise.judged`); one family is *ahead* when it is higher at
 ``AHEAD_MATCHES`` or more matched latencies. Torch-free.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from .noise import judged, json_number
 
 MATCH_TOLERANCE = 0.10  # a latency within 10 % of a front's end still matches that end point
+SAME_LATENCY = 0.02  # points of the two fronts closer than 2 % in latency are one matched latency, counted once
 AHEAD_MATCHES = 2  # "ahead" needs a clear difference at two or more matched latencies
 
 
@@ -63,10 +65,19 @@ def read_front(front: list[Point], latency_ms: float) -> tuple[float, float] | N
     return (last.mean, last.std)  # a single point matched exactly
 
 
+def distinct_latencies(points: list[Point]) -> list[float]:
+    """The points' latencies in order, each within ``SAME_LATENCY`` of the one kept before it dropped."""
+    kept: list[float] = []
+    for latency in sorted(p.latency_ms for p in points):
+        if not kept or latency > kept[-1] * (1 + SAME_LATENCY):
+            kept.append(latency)
+    return kept
+
+
 def matched(a: list[Point], b: list[Point]) -> list[dict]:
-    """``a`` minus ``b`` at every latency of either front where the other front has a value."""
+    """``a`` minus ``b`` at every distinct latency of either front where the other front has a value."""
     rows = []
-    for latency in sorted({p.latency_ms for p in a + b}):
+    for latency in distinct_latencies(a + b):
         at_a, at_b = read_front(a, latency), read_front(b, latency)
         if at_a is None or at_b is None:
             continue
