@@ -136,7 +136,8 @@ def test_the_manifest_is_the_only_experiment_table(tmp_path):
     manifest["experiments"]["eseg_p6"] = {"label": "ESeg BiFPN P2-P6", "roles": ["max_level"]}
     (config_dir / "experiments.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     assert load_manifest(config_dir).names()[-1] == "eseg_p6"
-    plan = plan_claims(ClaimsOptions(config_dir=config_dir, preset="quick", work_dir=tmp_path / "runs"))
+    plan = plan_claims(ClaimsOptions(config_dir=config_dir, preset="quick", experiments=["eseg_p6"],
+                                     work_dir=tmp_path / "runs"))
     job = next(j for j in plan.jobs if j.name == "eseg_p6")
     assert job.cfg.model_options()["max_level"] == 6 and job.run_dir == tmp_path / "runs" / "eseg_p6" / "seed0"
     assert job.cfg.train.steps == manifest["presets"]["quick"]["steps"]
@@ -173,7 +174,7 @@ TINY_RUN = ["--steps", "2", "--val-images", "2", "--latency-runs", "1", "--threa
 SMOKE = ["eseg_p5", "eseg_p9", "fpn_p9", "deeplabv3plus_os16", "eseg_p9_w16", "deeplabv3plus_os16_w16", "lraspp_w32"]
 
 
-def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):
+def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path, capsys):
     out, work = tmp_path / "out", tmp_path / "runs"
     assert main(["reproduce", "--quick", *TINY_RUN, "--experiments", ",".join(SMOKE), "--out", str(out),
                  "--work-dir", str(work)]) == 0
@@ -238,12 +239,18 @@ def test_reproduce_smoke_writes_json_markdown_and_plots(tmp_path):
     config_dir = tmp_path / "claims"
     shutil.copytree(CLAIMS, config_dir)
     manifest = yaml.safe_load((config_dir / "experiments.yaml").read_text())
-    manifest["parts"] = {"one": {"seeds": [0], "experiments": [first, "eseg_p7"]}}
+    manifest["parts"] = {"one": {"seeds": [0], "experiments": [first, "fpn_p9_w16"]}}
     (config_dir / "experiments.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     part_out = tmp_path / "part"
     assert main(["reproduce", "--quick", *TINY_RUN, "--part", "one", "--config-dir", str(config_dir),
                  "--out", str(part_out), "--work-dir", str(work)]) == 0
     parted = json.loads((part_out / "claims.json").read_text())["experiments"]
-    assert set(parted) == set(SMOKE) | {"eseg_p7"} and len(parted["eseg_p7"]["runs"]) == 1
+    assert set(parted) == set(SMOKE) | {"fpn_p9_w16"} and len(parted["fpn_p9_w16"]["runs"]) == 1
     assert all(parted[name]["runs"] == doc["experiments"][name]["runs"] for name in SMOKE)
     assert "--part one" in (part_out / "claims.md").read_text()
+    manifest["parts"]["one"]["experiments"] = ["eseg_p7"]  # not in the quick preset: said, not skipped
+    (config_dir / "experiments.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    capsys.readouterr()
+    assert main(["reproduce", "--quick", *TINY_RUN, "--part", "one", "--config-dir", str(config_dir), "--out",
+                 str(part_out), "--work-dir", str(work)]) == 2
+    assert "--part one: it names eseg_p7, which this preset" in capsys.readouterr().err

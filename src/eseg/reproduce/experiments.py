@@ -259,5 +259,10 @@ def part_jobs(plan: Plan, part: str) -> list[Job]:
         spec: Part = plan.manifest.parts.get(part)
     except ConfigError as exc:
         raise ConfigError(f"--part: {exc} (the parts of {plan.manifest.path})") from exc
-    names = set(spec.experiments or plan.manifest.names())
+    planned = {job.experiment for job in plan.jobs}
+    names = set(spec.experiments or planned)
+    outside = sorted(names - planned)
+    if outside:
+        raise ConfigError(f"--part {part}: it names {', '.join(outside)}, which this preset (and --experiments) does "
+                          f"not train; run the part with the preset it slices (the full one, by default)")
     return [job for job in plan.jobs if job.experiment in names and job.seed in spec.seeds]
