@@ -34,7 +34,7 @@ from .verdicts import claim_verdicts, compare, judge, summarize
 __all__ = ["ClaimsOptions", "Manifest", "Plan", "claim_verdicts", "compare", "judge", "load_manifest", "load_report",
            "plan_claims", "render_markdown", "run_claims", "write_reports"]
 
-FORMAT = 2  # claims.json layout: both BN scores per run, roles per experiment
+FORMAT = 3  # claims.json layout: both BN scores per run, roles and families per experiment, deployed latency
 
 
 def run_claims(options: ClaimsOptions, log: Callable[[str], None] = print) -> dict:
@@ -64,7 +64,8 @@ def run_claims(options: ClaimsOptions, log: Callable[[str], None] = print) -> di
         exp["costs"] = costs[name]
     doc = {"format": FORMAT, "command": options.command, "environment": environment(options.threads),
            "settings": settings_of(plan, options, experiments, size), "experiments": experiments,
-           "total_minutes": (time.perf_counter() - start) / 60}
+           "total_minutes": (time.perf_counter() - start) / 60,
+           "train_minutes": sum(r["train_seconds"] for e in experiments.values() for r in e["runs"]) / 60}
     return summarize_and_judge(doc)
 
 

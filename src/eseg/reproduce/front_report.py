@@ -7,7 +7,7 @@ from pathlib import Path
 from ..tables import markdown_table
 from .fronts import AHEAD_MATCHES, MATCH_TOLERANCE, family_front, families, front_comparison, pareto_names
 from .noise import json_number
-from .verdicts import family_of, with_role
+from .verdicts import family_of, seeds_run, with_role
 
 PLOT_FRONTS = "img/claims_fronts.png"
 
@@ -97,7 +97,7 @@ def plot_fronts(doc: dict, path: Path) -> None:
                         capsize=3, label=exp["label"])
     ax.set_xlabel(latency_label(doc))
     ax.set_ylabel("validation mIoU, precise BN (%)")
-    ax.set_title(f"mIoU vs deployed latency (mean ± std over {len(doc['settings']['seeds'])} seeds)")
+    ax.set_title(f"mIoU vs deployed latency (mean ± std over {len(seeds_run(doc))} seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
     save_figure(fig, path)

@@ -41,6 +41,11 @@ def compare(doc: dict, a: str, b: str, key: str = "mIoU") -> dict:
     return judged(delta, math.hypot(json_number(sa[f"{key}_std"]), json_number(sb[f"{key}_std"])))
 
 
+def seeds_run(doc: dict) -> list[int]:
+    """The seeds of the runs the document holds (a part's page: those finished so far)."""
+    return sorted({run["seed"] for exp in doc["experiments"].values() for run in exp["runs"]})
+
+
 def with_role(doc: dict, role: str) -> list[str]:
     """The document's experiments with ``role``, in table order."""
     return [name for name, exp in doc["experiments"].items() if role in exp.get("roles", ())]
