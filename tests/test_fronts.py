@@ -78,7 +78,7 @@ def test_manifest_families_parts_and_their_errors(tmp_path):
         assert sum(manifest.experiments.get(n).family == family for n in manifest.names()) >= 3, family
     plan = plan_claims(ClaimsOptions(config_dir=CLAIMS, work_dir=tmp_path))
     assert {job.seed for job in part_jobs(plan, "seed1")} == {1}
-    assert len(part_jobs(plan, "seed1")) == len(manifest.names())
+    assert len(part_jobs(plan, "seed1")) == len(manifest.claims_names())
     widths = {job.name: job.cfg.model_options().get("fpn_width") for job in plan.jobs if job.seed == 0}
     assert len({widths[n] for n in widths if manifest.experiments.get(n).family == "eseg"}) >= 3
     with pytest.raises(ConfigError, match="--part.*seed9"):
@@ -136,6 +136,9 @@ def test_study_presets_sweep_the_rate_and_show_beside_the_main_run(tmp_path):
     budget = plan_claims(ClaimsOptions(config_dir=CLAIMS, preset="budget", work_dir=tmp_path))
     full = plan_claims(ClaimsOptions(config_dir=CLAIMS, work_dir=tmp_path))
     assert budget.names == pair and budget.jobs[0].cfg.train.steps == 4 * full.jobs[0].cfg.train.steps
+    gpu = plan_claims(ClaimsOptions(config_dir=CLAIMS, preset="gpu", work_dir=tmp_path))
+    assert gpu.names == full.names and gpu.jobs[0].cfg.train.steps == 10 * full.jobs[0].cfg.train.steps
+    assert gpu.jobs[0].cfg.train.device == "auto"  # the GPU where there is one
     with pytest.raises(ConfigError, match="--preset: unknown claims preset 'bugdet'; did you mean 'budget'"):
         plan_claims(ClaimsOptions(config_dir=CLAIMS, preset="bugdet"))
 
@@ -143,6 +146,7 @@ def test_study_presets_sweep_the_rate_and_show_beside_the_main_run(tmp_path):
         return {**_point(None, 10.0, mean, roles=[role]), "lr": lr, "experiment": experiment}
 
     study = {"command": "eseg reproduce --preset lr", "total_minutes": 1.0,
+             "environment": {"cpu": "AMD EPYC", "threads": 2, "gpu": "NVIDIA H200"},
              "settings": {"preset": "lr", "about": "rates", "seeds": [0, 1], "steps": 250},
              "experiments": {"e@lr0.001": entry("eseg", 0.001, 0.70, "e"), "d@lr0.001": entry("deeplab", 0.001, 0.60, "d"),
                              "e@lr0.003": entry("eseg", 0.003, 0.70, "e"), "d@lr0.003": entry("deeplab", 0.003, 0.80, "d")}}
@@ -153,5 +157,33 @@ def test_study_presets_sweep_the_rate_and_show_beside_the_main_run(tmp_path):
     base = {"settings": {"steps": 250}, "experiments": {"e": entry("eseg", 0.003, 0.65, "e"),
                                                         "d": entry("deeplab", 0.003, 0.70, "d")}}
     section = "\n".join(studies_section(tmp_path, base))
+    assert "1 min on NVIDIA H200 (training; timing on AMD EPYC (2 threads))" in section
     assert "## Study `lr`: rates" in section and "| 0.001 | 70.0 ± 1.0 | 60.0 ± 1.0 | +10.0 ± 1.4 (higher) |" in section
     assert "-5.0 ± 1.4 (lower, 250 steps)" in section
+
+
+def test_hypotheses_train_only_where_listed_and_are_read_against_both_fronts(tmp_path):
+    from eseg.reproduce.hypotheses import hypotheses_table, hypothesis_rows
+
+    manifest = load_manifest(CLAIMS)
+    hypotheses = [n for n in manifest.names() if manifest.experiments.get(n).hypothesis]
+    assert len(hypotheses) >= 3 and not set(hypotheses) & set(manifest.claims_names())
+    full = plan_claims(ClaimsOptions(config_dir=CLAIMS, work_dir=tmp_path))
+    causes = plan_claims(ClaimsOptions(config_dir=CLAIMS, preset="causes", work_dir=tmp_path))
+    assert not set(hypotheses) & set(full.names) and set(hypotheses) <= set(causes.names)
+    assert causes.config("eseg_p9_conv").model_options()["extra_kind"] == "conv"
+
+    doc = {"experiments": {
+        "e16": _point("eseg", 10.0, 0.60, roles=["x"]), "e24": {**_point("eseg", 20.0, 0.70), "roles": ["eseg"]},
+        "d16": _point("deeplab", 12.0, 0.66, roles=["x"]), "d24": _point("deeplab", 20.0, 0.74, roles=["deeplab"]),
+        "h": {**_point(None, 15.0, 0.70, std=0.02), "hypothesis": "a learned P6"},
+        "far": {**_point(None, 40.0, 0.90), "hypothesis": "too slow to match"}}}
+    rows = {row["name"]: row for row in hypothesis_rows(doc)}
+    assert rows["h"]["mIoU_vs_eseg"]["delta"] == pytest.approx(0.05)  # ESeg's front at 15 ms: 0.65
+    assert rows["h"]["mIoU_vs_eseg"]["verdict"] == "higher"
+    assert rows["h"]["mIoU_vs_deeplab"]["delta"] == pytest.approx(0.70 - 0.69)  # DeepLab's at 15 ms: 0.69
+    assert rows["h"]["mIoU_vs_deeplab"]["verdict"] == "within noise"
+    assert rows["far"]["mIoU_vs_eseg"] is None
+    table = "\n".join(hypotheses_table(doc))
+    assert "| a learned P6 | `h` | 15.0 | 70.0 ± 2.0 | +5.0 ± 2.2 (higher) | +1.0 ± 2.2 (within noise) |" in table
+    assert "no matched latency" in table

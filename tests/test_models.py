@@ -86,6 +86,20 @@ def test_every_level_has_ceil_size_of_the_input_down_to_one_cell(size):
     assert sizes[-1] == tuple(-(-side // 512) for side in size)  # P9: 1/512, at least one cell
 
 
+def test_learned_extra_levels_keep_the_ceil_sizes_and_train():
+    """extra_kind=conv (a hypothesis of docs/claims.md): P6-P9 by stride-2 separable convs, with
+    the max-pool's ceil sizes, and a gradient into every one of them."""
+    model = tiny_model(extra_kind="conv").train()
+    steps = model.pyramid.extra.steps
+    assert len(steps) == 4 and all(isinstance(step[1].depthwise, nn.Conv2d) for step in steps)
+    assert steps[0][1].depthwise.stride == (2, 2)
+    nn.functional.cross_entropy(model(torch.randn(2, 3, 96, 160)), torch.randint(0, 4, (2, 96, 160))).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in steps.parameters())
+    assert pyramid_sizes(model.eval(), (333, 777)) == expected_sizes((333, 777))
+    assert sum(p.numel() for p in steps.parameters()) > 0 == sum(
+        p.numel() for p in tiny_model().pyramid.extra.parameters())
+
+
 @pytest.mark.parametrize("size", [(720, 1280), (1080, 1920), (600, 800)])
 def test_gmacs_follow_the_pixels(size):
     """The cost of an image is proportional to its pixels (within 5%), not to the next multiple
@@ -342,6 +356,7 @@ def test_both_heads_and_a_p2_bifpn_keep_the_output_size(kind):
     ({"fpn_min_level": 9}, "fpn_min_level=9 must be in [min_level=2, max_level=9)"),
     ({"fpn_min_level": 1}, "fpn_min_level=1 must be in"),
     ({"head_kind": "fancy"}, "'model.head_kind' = 'fancy' is not one of progressive, weighted"),
+    ({"extra_kind": "pool"}, "'model.extra_kind' = 'pool' is not one of maxpool, conv"),
 ])
 def test_bad_architecture_options_are_config_errors(options, message):
     with pytest.raises(ConfigError) as info:

@@ -46,11 +46,12 @@ def activation(name: str) -> nn.Module:
 
 
 class SeparableConvBN(nn.Module):
-    """Depthwise 3x3 + pointwise 1x1 + BN (no conv bias: BN follows)."""
+    """Depthwise 3x3 + pointwise 1x1 + BN (no conv bias: BN follows). Stride 2 gives ceil sizes."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1) -> None:
         super().__init__()
-        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False)
+        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, stride=stride, padding=1, groups=in_channels,
+                                   bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.bn = batch_norm(out_channels)
 

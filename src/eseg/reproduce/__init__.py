@@ -62,7 +62,7 @@ def run_claims(options: ClaimsOptions, log: Callable[[str], None] = print) -> di
     costs = measure_costs(models, plan.budget.latency_runs, options.threads)
     for name, exp in experiments.items():
         exp["costs"] = costs[name]
-    doc = {"format": FORMAT, "command": options.command, "environment": environment(options.threads),
+    doc = {"format": FORMAT, "command": options.command, "environment": environment(options.threads, plan.config(plan.names[0]).train.device),
            "settings": settings_of(plan, options, experiments, size), "experiments": experiments,
            "total_minutes": (time.perf_counter() - start) / 60,
            "train_minutes": sum(r["train_seconds"] for e in experiments.values() for r in e["runs"]) / 60}
@@ -80,6 +80,7 @@ def experiment_entry(plan: Plan, key: str) -> dict:
     spec, cfg = plan.manifest.experiments.get(job.experiment), job.cfg
     rate = f", lr {cfg.train.lr:g}" if key != job.experiment else ""
     return {"label": spec.label + rate, "roles": list(spec.roles), "family": spec.family, "experiment": job.experiment,
+            "hypothesis": spec.hypothesis,
             "lr": cfg.train.lr, "config": str(plan.manifest.config_path(job.experiment)),
             "model": {"name": cfg.model.name, **cfg.model_options()}, "runs": []}
 
@@ -129,12 +130,12 @@ def settings_of(plan: Plan, options: ClaimsOptions, experiments: dict, size: tup
     }
 
 
-def environment(threads: int) -> dict:
-    import torch
-
+def environment(threads: int, train_device: str = "cpu") -> dict:
+    """The machine; ``device`` (and ``gpu``) name where the runs trained, the latency is CPU's."""
     from ..benchmark.run import environment as bench_environment
+    from ..devices import resolve_device
 
-    env = bench_environment(threads, torch.device("cpu"))
+    env = bench_environment(threads, resolve_device(train_device))
     env["platform"] = platform.platform()
     return env
 

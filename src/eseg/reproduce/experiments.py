@@ -30,6 +30,8 @@ class ExperimentSpec:
     config: str | None = option(None, help="config file relative to the manifest; null: NAME.yaml")
     family: str | None = option(None, help="the decoder family whose front (mIoU against latency) it is a point of")
     set: list[str] = option([], help="section.key=value overrides of its config (a family's width, say)")
+    hypothesis: str | None = option(None, help="the cause of ESeg's gap to DeepLabV3+ it tests; such an experiment "
+                                               "trains only in the presets that list it")
 
 
 @dataclass
@@ -65,6 +67,10 @@ class Manifest:
     def names(self) -> list[str]:
         """Experiment names in table order."""
         return self.experiments.find(lambda name, meta: True)
+
+    def claims_names(self) -> list[str]:
+        """The experiments a preset trains when it lists none: all but the hypotheses' own."""
+        return [name for name in self.names() if self.experiments.get(name).hypothesis is None]
 
     def config_path(self, name: str) -> Path:
         spec: ExperimentSpec = self.experiments.get(name)
@@ -235,7 +241,7 @@ def plan_claims(options: ClaimsOptions) -> Plan:
             manifest.experiments.check(name)
         except ConfigError as exc:
             raise ConfigError(f"--experiments: {exc} (the experiments of {manifest.path})") from exc
-    chosen = set(options.experiments or budget.experiments or manifest.names())
+    chosen = set(options.experiments or budget.experiments or manifest.claims_names())
     names = [name for name in manifest.names() if name in chosen]
     rates = budget.lrs or [None]
     jobs = [experiment_job(manifest, budget, name, lr, seed, Path(options.work_dir))

@@ -22,6 +22,12 @@ def latency_label(doc: dict) -> str:
             f"{latency['threads']} threads (ms)")
 
 
+def trained_on(env: dict) -> str:
+    """Where the runs trained: the GPU by name, else the CPU with its threads."""
+    cpu = f"{env['cpu']} ({env['threads']} threads)"
+    return f"{env['gpu']} (training; timing on {cpu})" if env.get("gpu") else cpu
+
+
 def eseg_family(doc: dict) -> str | None:
     eseg = with_role(doc, "eseg")
     return family_of(doc, eseg[0]) if eseg else None
@@ -61,7 +67,6 @@ def fronts_section(doc: dict) -> list[str]:
     fams = [f for f in families(doc) if len(family_front(doc, f)) >= 2]
     if not fams:
         return []
-    ours = eseg_family(doc)
     lines = ["## Fronts: mIoU against deployed latency", "",
              "Each decoder family on the same encoder at several widths; latency is the graph `eseg export` writes "
              f"by default, run by `eseg.Segmenter` from a normalized image to its mask ({latency_label(doc)}; the "
@@ -71,6 +76,13 @@ def fronts_section(doc: dict) -> list[str]:
              f"at {AHEAD_MATCHES} or more matched latencies and lower at none. *On the front*: no point of any "
              "family is at least as fast and as accurate (mean mIoU) and better in one.", "", points_table(doc), "",
              f"![mIoU vs deployed latency]({PLOT_FRONTS})", ""]
+    return lines + family_comparisons(doc)
+
+
+def family_comparisons(doc: dict) -> list[str]:
+    """The ESeg family against every other family with a front, at matched latency."""
+    fams = [f for f in families(doc) if len(family_front(doc, f)) >= 2]
+    ours, lines = eseg_family(doc), []
     for other in (f for f in fams if ours in fams and f != ours):
         lines += comparison_lines(doc, front_comparison(doc, ours, other))
     return lines

@@ -12,7 +12,7 @@ import yaml
 
 from .. import fileio
 from ..tables import markdown_table
-from .front_report import PLOT_FRONTS, fronts_section, latency_label, plot_fronts
+from .front_report import PLOT_FRONTS, fronts_section, latency_label, plot_fronts, trained_on
 from .noise import json_number
 from .studies import json_name, studies_section
 from .verdicts import seeds_run, with_role
@@ -162,7 +162,7 @@ def header_section(doc: dict, out_dir: str) -> list[str]:
         f"[`{JSON_FILE}`]({JSON_FILE}); re-render with `eseg reproduce --report-only --out {out_dir}`.",
         "",
         f"Command: `{doc['command']}` — {len(seeds_run(doc))} seed(s) x {len(doc['experiments'])} experiments, "
-        f"{doc['total_minutes']:.1f} min for this command on {env['cpu']} ({env['threads']} threads), {env['time']}"
+        f"{doc['total_minutes']:.1f} min for this command on {trained_on(env)}, {env['time']}"
         + (f"; the training of all its runs, earlier parts included, adds up to {doc['train_minutes']:.0f} min of "
            "one process each." if "train_minutes" in doc else "."),
         "",

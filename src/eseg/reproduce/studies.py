@@ -1,5 +1,5 @@
 """The studies beside the main claims run: presets other than ``full`` and ``quick`` (the manifest's
-``budget`` preset with 4x the steps, its ``lr`` sweep), each kept as ``claims_<preset>.json`` next
+``budget`` preset with 4x the steps, its ``lr`` sweep, the ``causes`` hypotheses), each kept as ``claims_<preset>.json`` next
 to ``claims.json`` and shown on the same page as ESeg's gap to DeepLabV3+ under that preset, beside
 the gap of the same pair in the main run. Torch-free.
 """
@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 from ..tables import markdown_table
+from .front_report import family_comparisons, trained_on
+from .hypotheses import hypotheses_table
 from .verdicts import compare, with_role
 
 MAIN_PRESETS = ("full", "quick")  # their document is claims.json
@@ -54,8 +56,9 @@ def study_section(preset: str, doc: dict, base: dict | None) -> list[str]:
                "the same pair in the main run"]
     return [f"## Study `{preset}`: {settings.get('about') or 'another budget'}", "",
             f"Command: `{doc['command']}` — seeds {settings['seeds']}, {settings['steps']} steps, "
-            f"{doc['total_minutes']:.0f} min. Precise-BN mIoU, mean ± std over seeds; the noise rule of the verdicts.",
-            "", markdown_table(headers, rows) if rows else "No ESeg/DeepLabV3+ pair in this study.", ""]
+            f"{doc['total_minutes']:.0f} min on {trained_on(doc['environment'])}. Precise-BN mIoU, mean ± std over seeds; the noise rule of the verdicts.",
+            "", markdown_table(headers, rows) if rows else "No ESeg/DeepLabV3+ pair in this study.", "",
+            *hypotheses_table(doc), *family_comparisons(doc)]
 
 
 def base_gap_of(base: dict | None, eseg: str | None, deeplab: str | None) -> str:

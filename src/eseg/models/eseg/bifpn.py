@@ -17,7 +17,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..layers import ConvBN1x1, SeparableConvBN, activation, resize_like
-from .config import FPN_KINDS, FUSIONS
+from .config import EXTRA_KINDS, FPN_KINDS, FUSIONS
 
 FUSION_EPS = 1e-4
 
@@ -112,20 +112,28 @@ class FPNLayer(nn.Module):
 
 
 class ExtraLevels(nn.Module):
-    """Levels above the backbone: repeated max-pools of the deepest level's lateral projection
-    (one 1x1 conv+BN serves both; EfficientDet gives P6 a projection of its own, which cost
-    parameters and measured no faster, see docs/models.md)."""
+    """Levels above the backbone, each from the one below it: 'maxpool' repeats a max-pool of the
+    deepest level's lateral projection (one 1x1 conv+BN serves both; EfficientDet gives P6 a
+    projection of its own, which cost parameters and measured no faster, see docs/models.md);
+    'conv' learns each step (activation + stride-2 separable conv + BN), so the top levels see
+    features of their own rather than the peak of the level below."""
 
-    def __init__(self, num_extra: int) -> None:
+    def __init__(self, num_extra: int, kind: str = "maxpool", width: int = 0, act: str = "swish") -> None:
         super().__init__()
+        if kind not in EXTRA_KINDS:
+            raise ConfigError(f"unknown extra-level kind '{kind}'; use one of {', '.join(EXTRA_KINDS)}")
         self.num_extra = num_extra
-        self.down = downsample()
+        if kind == "maxpool":
+            self.steps = nn.ModuleList(downsample() for _ in range(num_extra))
+        else:
+            self.steps = nn.ModuleList(nn.Sequential(activation(act), SeparableConvBN(width, width, stride=2))
+                                       for _ in range(num_extra))
 
     def forward(self, top: torch.Tensor) -> list[torch.Tensor]:
         extra = []
         x = top
-        for _ in range(self.num_extra):
-            x = self.down(x)
+        for step in self.steps:
+            x = step(x)
             extra.append(x)
         return extra
 
@@ -146,10 +154,11 @@ class FeaturePyramid(nn.Module):
         fusion: str = "fast",
         act: str = "swish",
         num_side: int = 0,
+        extra_kind: str = "maxpool",
     ) -> None:
         super().__init__()
         self.num_side = num_side
-        self.extra = ExtraLevels(num_extra)
+        self.extra = ExtraLevels(num_extra, extra_kind, width, act)
         self.lateral = nn.ModuleList(
             ConvBN1x1(c, width) if c != width else nn.Identity() for c in in_channels
         )

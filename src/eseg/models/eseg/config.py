@@ -11,6 +11,7 @@ from ..config import ACTIVATIONS, ModelConfig
 FPN_KINDS = ("bifpn", "fpn")
 HEAD_KINDS = ("progressive", "weighted")
 FUSIONS = ("fast", "attn", "sum")
+EXTRA_KINDS = ("maxpool", "conv")
 
 
 @dataclass
@@ -23,6 +24,9 @@ class ESegConfig(ModelConfig):
     max_level: int = schema.option(9, min=3, max=12, help="deepest pyramid level P_max (stride 2**max_level)")
     fpn_min_level: int | None = schema.option(None, min=1, max=12, help="finest level inside the BiFPN; finer levels "
                                               "reach the head through their 1x1 lateral only (null: min_level)")
+    extra_kind: str = schema.option("maxpool", choices=EXTRA_KINDS,
+                                    help="how levels above the backbone are made: maxpool (a 3x3 stride-2 max-pool of "
+                                         "the level below) or conv (activation + stride-2 separable conv + BN)")
     fpn_width: int = schema.option(64, min=1, help="BiFPN channels W")
     fpn_repeats: int = schema.option(3, min=1, help="BiFPN layers D")
     fpn_kind: str = schema.option("bifpn", choices=FPN_KINDS, help="bifpn, or fpn (plain top-down, an ablation)")

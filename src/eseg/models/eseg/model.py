@@ -33,7 +33,7 @@ class ESeg(SegmentationModel):
         self.pyramid = FeaturePyramid(
             self.backbone.channels, num_extra=config.max_level - self.backbone.top_level, width=config.fpn_width,
             repeats=config.fpn_repeats, kind=config.fpn_kind, fusion=config.fusion, act=config.act,
-            num_side=config.bifpn_min_level - config.min_level,
+            num_side=config.bifpn_min_level - config.min_level, extra_kind=config.extra_kind,
         )
         self.head = SegmentationHead(len(self.levels), config.fpn_width, config.head_width, config.num_classes,
                                      num_layers=config.head_layers, act=config.act, dropout=config.dropout,
