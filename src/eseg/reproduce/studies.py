@@ -30,13 +30,15 @@ def study_docs(out_dir: str | Path) -> dict[str, dict]:
 
 
 def pair_gaps(doc: dict) -> list[dict]:
-    """ESeg minus DeepLabV3+ (the roles ``eseg`` and ``deeplab``) at each learning rate of ``doc``."""
+    """ESeg minus DeepLabV3+ (the roles ``eseg`` and ``deeplab``) at each learning rate of ``doc``:
+    mIoU (the verdict's score) and, under ``context``, the context classes' mIoU."""
     rows = []
     for eseg in with_role(doc, "eseg"):
         lr = doc["experiments"][eseg].get("lr")
         deeplab = [n for n in with_role(doc, "deeplab") if doc["experiments"][n].get("lr") == lr]
         if deeplab:
-            rows.append({"lr": lr, "eseg": eseg, "deeplab": deeplab[0], **compare(doc, deeplab[0], eseg)})
+            rows.append({"lr": lr, "eseg": eseg, "deeplab": deeplab[0], **compare(doc, deeplab[0], eseg),
+                         "context": compare(doc, deeplab[0], eseg, "context_mIoU")})
     return rows
 
 
@@ -44,19 +46,28 @@ def _pm(summary: dict) -> str:
     return f"{100 * summary['mIoU_mean']:.1f} ± {100 * summary['mIoU_std']:.1f}"
 
 
+def _gap(cmp: dict) -> str:
+    return f"{100 * cmp['delta']:+.1f} ± {100 * cmp['noise']:.1f} ({cmp['verdict']})"
+
+
+def _latencies(exps: dict, row: dict) -> str:
+    ms = [exps[row[k]].get("costs", {}).get("latency_ms") for k in ("eseg", "deeplab")]
+    return "n/a" if None in ms else f"{ms[0]:.1f} / {ms[1]:.1f} ({ms[0] / ms[1]:.2f}x)"
+
+
 def study_section(preset: str, doc: dict, base: dict | None) -> list[str]:
-    settings = doc["settings"]
-    rows = []
+    settings, exps, rows = doc["settings"], doc["experiments"], []
     for row in pair_gaps(doc):
-        exps = doc["experiments"]
         base_gap = base_gap_of(base, exps[row["eseg"]].get("experiment"), exps[row["deeplab"]].get("experiment"))
         rows.append([f"{row['lr']:g}", _pm(exps[row["eseg"]]["summary"]), _pm(exps[row["deeplab"]]["summary"]),
-                     f"{100 * row['delta']:+.1f} ± {100 * row['noise']:.1f} ({row['verdict']})", base_gap])
+                     _gap(row), _gap(row["context"]), _latencies(exps, row), base_gap])
     headers = ["lr", "ESeg mIoU (%)", "DeepLabV3+ mIoU (%)", f"ESeg minus DeepLabV3+, {settings['steps']} steps",
-               "the same pair in the main run"]
+               "context mIoU, ESeg minus DeepLabV3+", "latency, ESeg / DeepLabV3+ (ms)", "the same pair in the main run"]
+    trained = f"; its runs trained {doc['train_minutes']:.0f} min (one process each)" if "train_minutes" in doc else ""
     return [f"## Study `{preset}`: {settings.get('about') or 'another budget'}", "",
             f"Command: `{doc['command']}` — seeds {settings['seeds']}, {settings['steps']} steps, "
-            f"{doc['total_minutes']:.0f} min on {trained_on(doc['environment'])}. Precise-BN mIoU, mean ± std over seeds; the noise rule of the verdicts.",
+            f"{doc['total_minutes']:.0f} min on {trained_on(doc['environment'])}{trained}. Precise-BN mIoU, mean ± "
+            "std over seeds; the noise rule of the verdicts; latency as on the fronts, timed in this study's own loop.",
             "", markdown_table(headers, rows) if rows else "No ESeg/DeepLabV3+ pair in this study.", "",
             *hypotheses_table(doc), *family_comparisons(doc)]
 
