@@ -143,7 +143,7 @@ def test_study_presets_sweep_the_rate_and_show_beside_the_main_run(tmp_path):
         plan_claims(ClaimsOptions(config_dir=CLAIMS, preset="bugdet"))
 
     def entry(role, lr, mean, experiment):
-        return {**_point(None, 10.0, mean, roles=[role]), "lr": lr, "experiment": experiment}
+        return {**_point(role, 10.0, mean, roles=[role]), "lr": lr, "experiment": experiment}
 
     study = {"command": "eseg reproduce --preset lr", "total_minutes": 1.0,
              "environment": {"cpu": "AMD EPYC", "threads": 2, "gpu": "NVIDIA H200"},
@@ -160,6 +160,7 @@ def test_study_presets_sweep_the_rate_and_show_beside_the_main_run(tmp_path):
     assert "1 min on NVIDIA H200 (training; timing on AMD EPYC (2 threads))" in section
     assert "## Study `lr`: rates" in section and "| 0.001 | 70.0 ± 1.0 | 60.0 ± 1.0 | +10.0 ± 1.4 (higher) |" in section
     assert "-5.0 ± 1.4 (lower, 250 steps)" in section
+    assert "matched latencies" not in section  # a rate sweep's points are no front
 
 
 def test_hypotheses_train_only_where_listed_and_are_read_against_both_fronts(tmp_path):

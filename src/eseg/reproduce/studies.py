@@ -69,7 +69,12 @@ def study_section(preset: str, doc: dict, base: dict | None) -> list[str]:
             f"{doc['total_minutes']:.0f} min on {trained_on(doc['environment'])}{trained}. Precise-BN mIoU, mean ± "
             "std over seeds; the noise rule of the verdicts; latency as on the fronts, timed in this study's own loop.",
             "", markdown_table(headers, rows) if rows else "No ESeg/DeepLabV3+ pair in this study.", "",
-            *hypotheses_table(doc), *family_comparisons(doc)]
+            *hypotheses_table(doc), *(family_comparisons(doc) if not swept(doc) else [])]
+
+
+def swept(doc: dict) -> bool:
+    """Whether the study sweeps the rate: its points of one family are then rates, not a front."""
+    return len({exp.get("lr") for exp in doc["experiments"].values()}) > 1
 
 
 def base_gap_of(base: dict | None, eseg: str | None, deeplab: str | None) -> str:
