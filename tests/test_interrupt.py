@@ -218,7 +218,8 @@ def test_torchrun_ranks_stop_at_one_step_and_rank_0_writes(tmp_path):
     assert stopped.returncode != 0
     step = ckpt.load_train_state(run_dir / "checkpoints" / "last")["step"]
     command = f"torchrun --nproc_per_node 2 -m eseg.cli train {config} --out {run_dir} --resume"
-    assert output.count(f"at step {step}: saved {run_dir / 'checkpoints' / 'last'}; resume with:\n  {command}\n") == 1
+    message = f"at step {step}: saved {run_dir / 'checkpoints' / 'last'}; resume with:\n  {command}\n"
+    assert output.count(message) == 1, f"the launcher's output (last 4000 characters):\n{output[-4000:]}"
 
     resumed = launch(eseg_command(command))
     rank_1 = rank_pids(resumed)[1]
