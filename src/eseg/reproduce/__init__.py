@@ -62,7 +62,8 @@ def run_claims(options: ClaimsOptions, log: Callable[[str], None] = print) -> di
     costs = measure_costs(models, plan.budget.latency_runs, options.threads)
     for name, exp in experiments.items():
         exp["costs"] = costs[name]
-    doc = {"format": FORMAT, "command": options.command, "environment": environment(options.threads, plan.config(plan.names[0]).train.device),
+    train_device = plan.config(plan.names[0]).train.device
+    doc = {"format": FORMAT, "command": options.command, "environment": environment(options.threads, train_device),
            "settings": settings_of(plan, options, experiments, size), "experiments": experiments,
            "total_minutes": (time.perf_counter() - start) / 60,
            "train_minutes": sum(r["train_seconds"] for e in experiments.values() for r in e["runs"]) / 60}

@@ -44,7 +44,8 @@ def hypothesis_rows(doc: dict) -> list[dict]:
     return rows
 
 
-def _gap(gap: dict | None) -> str:
+def gap_text(gap: dict | None) -> str:
+    """A judged difference as the page writes it: points, noise and verdict."""
     if gap is None:
         return "no matched latency"
     return f"{100 * gap['delta']:+.1f} ± {100 * gap['noise']:.1f} ({gap['verdict']})"
@@ -57,8 +58,8 @@ def _pm(summary: dict, key: str) -> str:
 def hypotheses_table(doc: dict) -> list[str]:
     """The page's table of the document's hypotheses; nothing when it holds none."""
     rows = [[row["hypothesis"], f"`{row['name']}`", f"{row['latency_ms']:.1f}", _pm(row["summary"], "mIoU"),
-             _gap(row["mIoU_vs_eseg"]), _gap(row["mIoU_vs_deeplab"]), _pm(row["summary"], "context_mIoU"),
-             _gap(row["context_mIoU_vs_eseg"]), _gap(row["context_mIoU_vs_deeplab"])]
+             gap_text(row["mIoU_vs_eseg"]), gap_text(row["mIoU_vs_deeplab"]), _pm(row["summary"], "context_mIoU"),
+             gap_text(row["context_mIoU_vs_eseg"]), gap_text(row["context_mIoU_vs_deeplab"])]
             for row in hypothesis_rows(doc)]
     if not rows:
         return []

@@ -1,7 +1,7 @@
 """The studies beside the main claims run: presets other than ``full`` and ``quick`` (the manifest's
-``budget`` preset with 4x the steps, its ``lr`` sweep, the ``causes`` hypotheses), each kept as ``claims_<preset>.json`` next
-to ``claims.json`` and shown on the same page as ESeg's gap to DeepLabV3+ under that preset, beside
-the gap of the same pair in the main run. Torch-free.
+``budget`` preset with 4x the steps, its ``lr`` sweep, the ``causes`` hypotheses, ...), each kept
+as ``claims_<preset>.json`` next to ``claims.json`` and shown on the same page as ESeg's gap to
+DeepLabV3+ under that preset, beside the gap of the same pair in the main run. Torch-free.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..tables import markdown_table
 from .front_report import family_comparisons, trained_on
-from .hypotheses import hypotheses_table
+from .hypotheses import gap_text, hypotheses_table
 from .verdicts import compare, with_role
 
 MAIN_PRESETS = ("full", "quick")  # their document is claims.json
@@ -46,10 +46,6 @@ def _pm(summary: dict) -> str:
     return f"{100 * summary['mIoU_mean']:.1f} ± {100 * summary['mIoU_std']:.1f}"
 
 
-def _gap(cmp: dict) -> str:
-    return f"{100 * cmp['delta']:+.1f} ± {100 * cmp['noise']:.1f} ({cmp['verdict']})"
-
-
 def _latencies(exps: dict, row: dict) -> str:
     ms = [exps[row[k]].get("costs", {}).get("latency_ms") for k in ("eseg", "deeplab")]
     return "n/a" if None in ms else f"{ms[0]:.1f} / {ms[1]:.1f} ({ms[0] / ms[1]:.2f}x)"
@@ -60,7 +56,7 @@ def study_section(preset: str, doc: dict, base: dict | None) -> list[str]:
     for row in pair_gaps(doc):
         base_gap = base_gap_of(base, exps[row["eseg"]].get("experiment"), exps[row["deeplab"]].get("experiment"))
         rows.append([f"{row['lr']:g}", _pm(exps[row["eseg"]]["summary"]), _pm(exps[row["deeplab"]]["summary"]),
-                     _gap(row), _gap(row["context"]), _latencies(exps, row), base_gap])
+                     gap_text(row), gap_text(row["context"]), _latencies(exps, row), base_gap])
     headers = ["lr", "ESeg mIoU (%)", "DeepLabV3+ mIoU (%)", f"ESeg minus DeepLabV3+, {settings['steps']} steps",
                "context mIoU, ESeg minus DeepLabV3+", "latency, ESeg / DeepLabV3+ (ms)", "the same pair in the main run"]
     trained = f"; its runs trained {doc['train_minutes']:.0f} min (one process each)" if "train_minutes" in doc else ""
