@@ -6,14 +6,10 @@ from pathlib import Path
 
 from ..tables import markdown_table
 from .fronts import AHEAD_MATCHES, MATCH_TOLERANCE, family_front, families, front_comparison, pareto_names
-from .noise import json_number
+from .noise import json_number, percent
 from .verdicts import family_of, seeds_run, with_role
 
 PLOT_FRONTS = "img/claims_fronts.png"
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f}"
 
 
 def latency_label(doc: dict) -> str:
@@ -40,14 +36,14 @@ def points_table(doc: dict) -> str:
         for point in family_front(doc, family):
             exp = doc["experiments"][point.name]
             rows.append([labels.get(family, family), f"`{point.name}`", f"{point.latency_ms:.1f}",
-                         f"{exp['costs']['GMACs']:.3f}", f"{_pct(point.mean)} ± {_pct(point.std)}",
+                         f"{exp['costs']['GMACs']:.3f}", f"{percent(point.mean)} ± {percent(point.std)}",
                          f"{len(exp['runs'])}", "yes" if point.name in on_front else ""])
     return markdown_table(["family", "experiment", "latency (ms)", "GMACs", "mIoU, precise BN (%)", "seeds",
                            "on the front"], rows)
 
 
 def matched_table(comparison: dict) -> str:
-    rows = [[f"{m['latency_ms']:.1f}", _pct(m["a"]), _pct(m["b"]), f"{100 * m['delta']:+.1f} ± {_pct(m['noise'])}",
+    rows = [[f"{m['latency_ms']:.1f}", percent(m["a"]), percent(m["b"]), f"{100 * m['delta']:+.1f} ± {percent(m['noise'])}",
              m["verdict"]] for m in comparison["matches"]]
     return markdown_table(["latency (ms)", f"`{comparison['a']}`", f"`{comparison['b']}`", "difference (points)",
                            "verdict"], rows)

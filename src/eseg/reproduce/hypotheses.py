@@ -10,7 +10,7 @@ import math
 
 from ..tables import markdown_table
 from .fronts import family_front, read_front
-from .noise import judged, json_number
+from .noise import judged, json_number, mean_std_text
 from .verdicts import family_of, with_role
 
 HYPOTHESIS_KEYS = ("mIoU", "context_mIoU")
@@ -51,14 +51,10 @@ def gap_text(gap: dict | None) -> str:
     return f"{100 * gap['delta']:+.1f} ± {100 * gap['noise']:.1f} ({gap['verdict']})"
 
 
-def _pm(summary: dict, key: str) -> str:
-    return f"{100 * json_number(summary[f'{key}_mean']):.1f} ± {100 * json_number(summary[f'{key}_std']):.1f}"
-
-
 def hypotheses_table(doc: dict) -> list[str]:
     """The page's table of the document's hypotheses; nothing when it holds none."""
-    rows = [[row["hypothesis"], f"`{row['name']}`", f"{row['latency_ms']:.1f}", _pm(row["summary"], "mIoU"),
-             gap_text(row["mIoU_vs_eseg"]), gap_text(row["mIoU_vs_deeplab"]), _pm(row["summary"], "context_mIoU"),
+    rows = [[row["hypothesis"], f"`{row['name']}`", f"{row['latency_ms']:.1f}", mean_std_text(row["summary"], "mIoU"),
+             gap_text(row["mIoU_vs_eseg"]), gap_text(row["mIoU_vs_deeplab"]), mean_std_text(row["summary"], "context_mIoU"),
              gap_text(row["context_mIoU_vs_eseg"]), gap_text(row["context_mIoU_vs_deeplab"])]
             for row in hypothesis_rows(doc)]
     if not rows:

@@ -15,6 +15,16 @@ def judged(delta: float, noise: float) -> dict:
     return {"delta": delta, "noise": noise, "verdict": verdict}
 
 
+def percent(value: float | None) -> str:
+    """A share as percent; n/a for a score JSON holds as null (NaN: e.g. a class absent)."""
+    return "n/a" if value is None or value != value else f"{100 * value:.1f}"
+
+
+def mean_std_text(summary: dict, key: str) -> str:
+    """``key``'s mean ± std over seeds, in percent, as the page writes it."""
+    return f"{percent(summary[key + '_mean'])} ± {percent(summary[key + '_std'])}"
+
+
 def json_number(value: float | None) -> float:
     """A score read back from a claims document: JSON holds NaN as null."""
     return math.nan if value is None else value

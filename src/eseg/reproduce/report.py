@@ -13,22 +13,13 @@ import yaml
 from .. import fileio
 from ..tables import markdown_table
 from .front_report import PLOT_FRONTS, fronts_section, latency_label, plot_fronts, trained_on
-from .noise import json_number
+from .noise import json_number, mean_std_text, percent
 from .studies import json_name, studies_section
 from .verdicts import seeds_run, with_role
 
 JSON_FILE, MARKDOWN_FILE = json_name("full"), "claims.md"
 PLOT_MAX_LEVEL = "img/claims_miou_vs_max_level.png"
 CITYSCAPES_SIZE = (1024, 2048)  # the dataset's native size, for the level ladder
-
-
-def _pct(value: float | None) -> str:
-    """A share as percent; n/a for a score JSON holds as null (NaN: e.g. a class absent)."""
-    return "n/a" if value is None or value != value else f"{100 * value:.1f}"
-
-
-def _pm(summary: dict, key: str) -> str:
-    return f"{_pct(summary[key + '_mean'])} ± {_pct(summary[key + '_std'])}"
 
 
 RESULTS_HEADERS = ("experiment", "mIoU, precise BN (%)", "mIoU, running BN (%)", "context mIoU (%)",
@@ -39,9 +30,9 @@ def results_table(doc: dict) -> str:
     rows = []
     for name, exp in doc["experiments"].items():
         s, c = exp["summary"], exp["costs"]
-        rows.append([f"{exp['label']} (`{name}`)", _pm(s, "mIoU"), _pm(s, "running_bn_mIoU"), _pm(s, "context_mIoU"),
-                     _pm(s, "context_swap_rate"), f"{c['params_M']:.2f}", f"{c['GMACs']:.3f}", f"{c['latency_ms']:.1f}",
-                     f"{s['train_seconds_mean']:.0f}"])
+        scores = [mean_std_text(s, key) for key in ("mIoU", "running_bn_mIoU", "context_mIoU", "context_swap_rate")]
+        rows.append([f"{exp['label']} (`{name}`)", *scores, f"{c['params_M']:.2f}", f"{c['GMACs']:.3f}",
+                     f"{c['latency_ms']:.1f}", f"{s['train_seconds_mean']:.0f}"])
     return markdown_table(RESULTS_HEADERS, rows)
 
 
@@ -50,7 +41,7 @@ def per_seed_table(doc: dict) -> str:
     rows = []
     for name, exp in doc["experiments"].items():
         by_seed = {r["seed"]: r for r in exp["runs"]}
-        cells = [" / ".join(_pct(r[k]) for k in ("mIoU", "running_bn_mIoU", "context_mIoU")) if (r := by_seed.get(s))
+        cells = [" / ".join(percent(r[k]) for k in ("mIoU", "running_bn_mIoU", "context_mIoU")) if (r := by_seed.get(s))
                  else "-" for s in seeds]
         rows.append([f"`{name}`", *cells])
     return markdown_table(["experiment"] + [f"seed {s}: precise / running / context" for s in seeds], rows)
@@ -58,7 +49,7 @@ def per_seed_table(doc: dict) -> str:
 
 def _delta(cmp: dict) -> str:
     delta = "n/a" if cmp["delta"] is None or cmp["delta"] != cmp["delta"] else f"{100 * cmp['delta']:+.1f}"
-    return f"{delta} points (run-to-run noise ±{_pct(cmp['noise'])}: {cmp['verdict']})"
+    return f"{delta} points (run-to-run noise ±{percent(cmp['noise'])}: {cmp['verdict']})"
 
 
 def verdict_lines(doc: dict) -> list[str]:
@@ -85,7 +76,7 @@ def front_line(front: dict) -> str:
     parts = []
     for key, what in (("mIoU", "mIoU"), ("context_mIoU", "context mIoU")):
         cmp = front[key]
-        deltas = ", ".join(f"{100 * m['delta']:+.1f}±{_pct(m['noise'])} at {m['latency_ms']:.0f} ms"
+        deltas = ", ".join(f"{100 * m['delta']:+.1f}±{percent(m['noise'])} at {m['latency_ms']:.0f} ms"
                            for m in cmp["matches"])
         parts.append(f"{what} {cmp['verdict']} ({deltas or 'no matched latency'})")
     return f"family `{front['mIoU']['a']}` minus `{front['mIoU']['b']}` at matched latency: " + "; ".join(parts)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..tables import markdown_table
 from .front_report import family_comparisons, trained_on
 from .hypotheses import gap_text, hypotheses_table
+from .noise import mean_std_text
 from .verdicts import compare, with_role
 
 MAIN_PRESETS = ("full", "quick")  # their document is claims.json
@@ -42,10 +43,6 @@ def pair_gaps(doc: dict) -> list[dict]:
     return rows
 
 
-def _pm(summary: dict) -> str:
-    return f"{100 * summary['mIoU_mean']:.1f} ± {100 * summary['mIoU_std']:.1f}"
-
-
 def _latencies(exps: dict, row: dict) -> str:
     ms = [exps[row[k]].get("costs", {}).get("latency_ms") for k in ("eseg", "deeplab")]
     return "n/a" if None in ms else f"{ms[0]:.1f} / {ms[1]:.1f} ({ms[0] / ms[1]:.2f}x)"
@@ -55,7 +52,8 @@ def study_section(preset: str, doc: dict, base: dict | None) -> list[str]:
     settings, exps, rows = doc["settings"], doc["experiments"], []
     for row in pair_gaps(doc):
         base_gap = base_gap_of(base, exps[row["eseg"]].get("experiment"), exps[row["deeplab"]].get("experiment"))
-        rows.append([f"{row['lr']:g}", _pm(exps[row["eseg"]]["summary"]), _pm(exps[row["deeplab"]]["summary"]),
+        scores = [mean_std_text(exps[row[k]]["summary"], "mIoU") for k in ("eseg", "deeplab")]
+        rows.append([f"{row['lr']:g}", *scores,
                      gap_text(row), gap_text(row["context"]), _latencies(exps, row), base_gap])
     headers = ["lr", "ESeg mIoU (%)", "DeepLabV3+ mIoU (%)", f"ESeg minus DeepLabV3+, {settings['steps']} steps",
                "context mIoU, ESeg minus DeepLabV3+", "latency, ESeg / DeepLabV3+ (ms)", "the same pair in the main run"]
